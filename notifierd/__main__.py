@@ -1,0 +1,3 @@
+from notifierd.cli.daemon import main
+
+raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""What travels between the parent and the worker processes. Plain tuples-as-dataclasses,
+cheap to pickle; imports nothing from the package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message to one recipient, as handed to a worker. Self-contained: the worker needs
+    nothing else to send it."""
+
+    id: int
+    lease_token: int
+    channel: str
+    recipient: str
+    message: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A worker's answer for one delivery. `kind` is an `OutcomeKind` value."""
+
+    id: int
+    lease_token: int
+    kind: str
+    retry_after: float | None = None
+    error: str | None = None

@@ -1,0 +1,38 @@
+"""Finds worker types: by name in the entry-point group `notifierd.workers` (built-ins are
+registered there too, in pyproject.toml), or by an explicit `package.module:ClassName`."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from notifierd.workers.base import Worker
+
+ENTRY_POINT_GROUP = "notifierd.workers"
+
+
+class UnknownWorker(LookupError):
+    """No worker type of that name is installed; the message lists the installed ones."""
+
+
+def installed_worker_names() -> list[str]:
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def load_worker_class(name: str) -> type[Worker]:
+    """The worker class registered as `name`, or named by `module:Class`."""
+    if ":" in name:
+        module_name, _, class_name = name.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise UnknownWorker(f"cannot import worker {name!r}: {exc}") from exc
+    else:
+        matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if not matches:
+            installed = ", ".join(installed_worker_names()) or "none"
+            raise UnknownWorker(f"unknown worker type {name!r}; installed: {installed}")
+        obj = matches[0].load()
+    if not (isinstance(obj, type) and issubclass(obj, Worker)):
+        raise UnknownWorker(f"worker {name!r} is not a subclass of notifierd.workers.base.Worker")
+    return obj
