@@ -28,3 +28,5 @@ class Outcome:
     kind: str
     retry_after: float | None = None
     error: str | None = None
+    #: Seconds the `send` took, for the attempt log line.
+    duration: float = 0.0

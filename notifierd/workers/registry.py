@@ -9,6 +9,11 @@ from importlib.metadata import entry_points
 from notifierd.workers.base import Worker
 
 ENTRY_POINT_GROUP = "notifierd.workers"
+# The built-ins are registered as entry points in pyproject.toml; this map only serves a
+# checkout that runs without being installed (bin/notifierd), where no entry point exists.
+BUILTIN_WORKERS = {
+    "null": "notifierd.workers.null:NullWorker",
+}
 
 
 class UnknownWorker(LookupError):
@@ -16,7 +21,7 @@ class UnknownWorker(LookupError):
 
 
 def installed_worker_names() -> list[str]:
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(BUILTIN_WORKERS))
 
 
 def load_worker_class(name: str) -> type[Worker]:
@@ -29,10 +34,13 @@ def load_worker_class(name: str) -> type[Worker]:
             raise UnknownWorker(f"cannot import worker {name!r}: {exc}") from exc
     else:
         matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-        if not matches:
-            installed = ", ".join(installed_worker_names()) or "none"
+        if matches:
+            obj = matches[0].load()
+        elif name in BUILTIN_WORKERS:
+            return load_worker_class(BUILTIN_WORKERS[name])
+        else:
+            installed = ", ".join(installed_worker_names())
             raise UnknownWorker(f"unknown worker type {name!r}; installed: {installed}")
-        obj = matches[0].load()
     if not (isinstance(obj, type) and issubclass(obj, Worker)):
         raise UnknownWorker(f"worker {name!r} is not a subclass of notifierd.workers.base.Worker")
     return obj

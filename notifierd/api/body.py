@@ -1,0 +1,125 @@
+"""Reading the fields of a request: form-urlencoded, multipart or JSON body, and the query.
+
+Every text is decoded as strict UTF-8; a field given twice is an error rather than a guess.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import BodyPartReader, web
+
+from notifierd.api.validation import FieldError
+
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+JSON = "application/json"
+
+
+class BodyError(Exception):
+    """A request that cannot be read: `status` is 413 or 415; 422s are `FieldError`s."""
+
+    def __init__(self, status: int, code: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.code = code
+        self.description = description
+
+
+def parse_query(raw: str) -> dict[str, str]:
+    return _unique(_decode_pairs(raw, "query"), "query")
+
+
+async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
+    """The body's fields. Raises `BodyError` (413, 415) or `FieldError` (422)."""
+    if request.content_length is not None and request.content_length > max_size:
+        raise _too_large(max_size)
+    declared = request.headers.get("Content-Type")
+    charset = request.charset
+    if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise BodyError(415, "unsupported_charset", f"charset {charset} is not supported; use UTF-8")
+    if request.content_type == MULTIPART:
+        return await _read_multipart(request, max_size)
+    raw = await _read_raw(request, max_size)
+    if not raw:
+        return {}
+    if declared is None:
+        raise BodyError(
+            415, "unsupported_media_type",
+            f"a body needs a Content-Type: {FORM}, {MULTIPART} or {JSON}",
+        )
+    if request.content_type == FORM:
+        text = _utf8(raw, "body")
+        return _unique(_decode_pairs(text, "body"), "body")
+    if request.content_type == JSON:
+        return _json_object(raw)
+    raise BodyError(
+        415, "unsupported_media_type",
+        f"Content-Type {request.content_type} is not supported; use {FORM}, {MULTIPART} or {JSON}",
+    )
+
+
+async def _read_raw(request: web.Request, max_size: int) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(max_size) from None
+
+
+async def _read_multipart(request: web.Request, max_size: int) -> dict[str, Any]:
+    pairs: list[tuple[str, str]] = []
+    total = 0
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue  # nested multiparts and nameless parts carry no field
+            data = await part.read(decode=True)
+            total += len(data)
+            if total > max_size:
+                raise _too_large(max_size)
+            pairs.append((part.name, _utf8(bytes(data), part.name)))
+    except (ValueError, AssertionError) as exc:
+        raise FieldError("invalid_body", f"the multipart body cannot be read: {exc}") from None
+    return _unique(pairs, "body")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    text = _utf8(raw, "body")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FieldError("invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise FieldError("invalid_json", "the JSON body must be an object")
+    return document
+
+
+def _decode_pairs(text: str, where: str) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise FieldError("invalid_encoding", f"the {where} is not valid UTF-8") from None
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FieldError("invalid_encoding", f"the {where} is not valid UTF-8") from None
+
+
+def _unique(pairs: list[tuple[str, str]], where: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields:
+            raise FieldError("duplicate_field", f"{name} is given more than once in the {where}",
+                             name)
+        fields[name] = value
+    return fields
+
+
+def _too_large(max_size: int) -> BodyError:
+    return BodyError(413, "body_too_large", f"the body is larger than {max_size} bytes")

@@ -1,0 +1,1 @@
+"""Command-line entry points: `notifierd` (the daemon) and `notifierctl` (its control)."""

@@ -1,0 +1,53 @@
+"""`notifierd`: run the daemon, or only check its configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import structlog
+
+from notifierd import __version__
+from notifierd.cli.options import add_setting_flags, settings_from
+from notifierd.config import load_channels
+from notifierd.control.server import CommandError
+from notifierd.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, StoreError
+from notifierd.logs import configure_parent_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="notifierd",
+        description="Notification daemon: accepts messages over HTTP, stores them durably and "
+        "delivers them through worker processes.",
+    )
+    parser.add_argument("--version", action="version", version=f"notifierd {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="run the daemon (the default)")
+    add_setting_flags(run)
+    check = commands.add_parser("check-config", help="check the channel file and exit")
+    add_setting_flags(check, ("config",))
+    add_setting_flags(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        channels = load_channels(settings.config, settings.default_ttl)
+    except ConfigError as exc:
+        print(f"notifierd: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(f"{settings.config}: {len(channels)} channel(s) OK: {', '.join(channels)}")
+        return 0
+    configure_parent_logging(settings.log_level, settings.log_format, settings.log_file)
+    from notifierd.daemon import Daemon  # noqa: PLC0415 - keep check-config light
+
+    try:
+        return asyncio.run(Daemon(settings, channels).run())
+    except (StoreError, CommandError, OSError) as exc:
+        structlog.get_logger("notifierd").critical("notifierd.failed", error=str(exc))
+        return EXIT_FAILURE

@@ -1,0 +1,230 @@
+"""The channel file: YAML read once at start-up into `Channel` objects.
+
+Every error names the file and the key path (`etc/channels.yaml: channels.alerts.retry.delay:
+...`), and all errors of a file are reported together, so one run shows everything to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from notifierd.errors import ConfigError
+from notifierd.workers.base import Worker
+from notifierd.workers.registry import UnknownWorker, load_worker_class
+
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class RetryPolicy(BaseModel):
+    """When to try a delivery again after a temporary failure (DESIGN §2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delay: float = Field(10.0, gt=0, description="seconds before the first retry")
+    backoff: float = Field(1.0, ge=1, description="multiplier per attempt; 1 = fixed delay")
+    max_delay: float = Field(600.0, gt=0, description="cap of the computed delay, seconds")
+    max_attempts: int = Field(5, ge=1, description="attempts in all, the first one included")
+    jitter: float = Field(0.1, ge=0, le=1, description="random spread, a fraction of the delay")
+
+    def delay_after(self, attempt: int, spread: float) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based). `spread` is a
+        random number in [-1, 1] supplied by the caller (tests pass fixed values)."""
+        base = min(self.delay * self.backoff ** (attempt - 1), self.max_delay)
+        return max(0.0, base * (1 + self.jitter * spread))
+
+
+class ChannelSpec(BaseModel):
+    """One entry under `channels:` as written in the file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    worker: str = Field(min_length=1)
+    processes: int = Field(1, ge=1, le=64)
+    ttl: int | None = Field(None, gt=0, description="seconds; default: the daemon's default_ttl")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)  # type: ignore[arg-type]
+    message_pattern: str | None = None
+    lease: float | None = Field(None, gt=0, description="seconds a worker may hold a delivery")
+    prefetch: int | None = Field(None, ge=1, le=10000)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("message_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class ChannelFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A configured virtual channel, everything resolved."""
+
+    name: str
+    worker_type: str
+    worker_class: type[Worker]
+    params: BaseModel
+    processes: int
+    retry: RetryPolicy
+    ttl: int
+    pattern: re.Pattern[str]
+    lease: float
+    prefetch: int
+    recipients: tuple[str, ...]
+
+    def check_message(self, message: str) -> str | None:
+        """None if `message` is acceptable on this channel, else the reason."""
+        if self.pattern.fullmatch(message) is None:
+            return self._pattern_mismatch(message)
+        return self.worker_class.check_message(self.params, message)
+
+    def _pattern_mismatch(self, message: str) -> str:
+        limit = self.worker_class.max_length
+        if len(message) > limit:
+            return f"message is {len(message)} characters long; this channel accepts {limit}"
+        return "message contains characters or a form this channel does not accept"
+
+
+def load_channels(path: Path, default_ttl: int) -> dict[str, Channel]:
+    """Read and check the channel file. Raises `ConfigError` listing every problem found."""
+    raw = _read_yaml(path)
+    problems: list[str] = []
+    try:
+        document = ChannelFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(path, "", exc)) from None
+    if not document.channels:
+        raise ConfigError(f"{path}: channels: no channel is defined")
+    channels: dict[str, Channel] = {}
+    for name, entry in document.channels.items():
+        key = f"channels.{name}"
+        try:
+            if not isinstance(name, str) or CHANNEL_NAME.fullmatch(name) is None:
+                raise ConfigError(
+                    f"{path}: {key}: a channel name is 1-64 letters, digits, '_', '.', '-'"
+                )
+            channels[name] = _build_channel(path, key, name, entry, default_ttl)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return channels
+
+
+def _build_channel(path: Path, key: str, name: str, entry: Any, default_ttl: int) -> Channel:
+    try:
+        spec = ChannelSpec.model_validate(entry)
+    except ValidationError as exc:
+        raise ConfigError(_format(path, key, exc)) from None
+    try:
+        worker_class = load_worker_class(spec.worker)
+    except UnknownWorker as exc:
+        raise ConfigError(f"{path}: {key}.worker: {exc}") from None
+    try:
+        params = worker_class.Params.model_validate(spec.params)
+    except ValidationError as exc:
+        raise ConfigError(_format(path, f"{key}.params", exc)) from None
+    recipients = tuple(worker_class.recipients(params))
+    if not recipients:
+        raise ConfigError(f"{path}: {key}.params: the channel has no recipient")
+    return Channel(
+        name=name,
+        worker_type=spec.worker,
+        worker_class=worker_class,
+        params=params,
+        processes=spec.processes,
+        retry=spec.retry,
+        ttl=spec.ttl or default_ttl,
+        pattern=re.compile(spec.message_pattern or worker_class.default_pattern()),
+        lease=spec.lease or worker_class.lease_seconds,
+        prefetch=spec.prefetch or worker_class.prefetch,
+        recipients=recipients,
+    )
+
+
+def _format(path: Path, prefix: str, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error["loc"])
+        key = ".".join(part for part in (prefix, location) if part) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{path}: {key}: {message}")
+    return "\n".join(lines)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{path}: the file must be a mapping with a 'channels' key")
+    return _expand_env(path, document, "")
+
+
+def _expand_env(path: Path, node: Any, key: str) -> Any:
+    """Replace `${VAR}` in every string with the environment's value (`$$` is a literal `$`)."""
+    if isinstance(node, Mapping):
+        return {k: _expand_env(path, v, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(path, v, f"{key}.{i}") for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            variable = match.group(1)
+            if variable is None:
+                return "$"
+            value = os.environ.get(variable)
+            if value is None:
+                raise ConfigError(f"{path}: {key}: environment variable {variable} is not set")
+            return value
+
+        return ENV_REFERENCE.sub(substitute, node)
+    return node

@@ -1,0 +1,93 @@
+"""The control server in the parent: reads a request, runs the command, answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from notifierd.control.protocol import MAX_LINE, ProtocolError, decode, encode, error, ok
+
+log = structlog.get_logger("notifierd.control")
+
+SOCKET_MODE = 0o660
+Command = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class CommandError(Exception):
+    """A command that cannot be carried out; the message goes to the client as is."""
+
+
+class ControlServer:
+    def __init__(self, path: Path, commands: dict[str, Command]) -> None:
+        self.path = path
+        self._commands = commands
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_socket()
+        self._server = await asyncio.start_unix_server(
+            self._serve, path=str(self.path), limit=MAX_LINE
+        )
+        os.chmod(self.path, SOCKET_MODE)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _remove_stale_socket(self) -> None:
+        """A socket file left by a killed daemon is removed; a live daemon's is not."""
+        if not self.path.exists():
+            return
+        import socket  # noqa: PLC0415 - only needed here
+
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self.path))
+        except OSError:
+            self.path.unlink()
+        else:
+            raise CommandError(f"another notifierd is running on {self.path}")
+        finally:
+            probe.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            answer = await self._answer(line)
+            writer.write(encode(answer))
+            await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = decode(line)
+        except ProtocolError as exc:
+            return error(str(exc))
+        name = request.get("command")
+        args = request.get("args") or {}
+        command = self._commands.get(name) if isinstance(name, str) else None
+        if command is None or not isinstance(args, dict):
+            return error(f"unknown command {name!r}")
+        try:
+            return ok(await command(args))
+        except CommandError as exc:
+            return error(str(exc))
+        except Exception as exc:
+            log.exception("control.command_failed", command=name)
+            return error(f"{name} failed: {exc}")

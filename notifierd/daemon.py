@@ -1,0 +1,326 @@
+"""The parent process: owns the Store, the channels' runners, the HTTP API and the control
+socket, and coordinates start-up, maintenance and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from notifierd.api.app import build_app
+from notifierd.api.validation import SendRequest
+from notifierd.config import Channel
+from notifierd.control.server import CommandError, ControlServer
+from notifierd.errors import StoreError
+from notifierd.settings import Settings
+from notifierd.states import RETRYABLE_STATES, DeliveryState
+from notifierd.store import NewJob, SqliteStore, Store
+from notifierd.supervisor.channel import ChannelRunner
+from notifierd.supervisor.process import spawn_context
+
+log = structlog.get_logger("notifierd")
+
+PAUSED_FLAG = "paused"
+STOPPED_FLAG = "stopped:"  # + channel name
+HOUSEKEEPING_SECONDS = 1.0
+KILL_WAIT_SECONDS = 5.0
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
+
+
+class Daemon:
+    def __init__(self, settings: Settings, channels: Mapping[str, Channel]) -> None:
+        self.settings = settings
+        self._channels = dict(channels)
+        self.store: Store = SqliteStore(settings.database_path)
+        self.paused = False
+        self.stopping = False
+        self._stopped_channels: set[str] = set()
+        self._runners: dict[str, ChannelRunner] = {}
+        self._stop_requested = asyncio.Event()
+        self._http: web.AppRunner | None = None
+        self._control = ControlServer(
+            settings.socket_path,
+            {
+                "status": self._cmd_status,
+                "pause": self._cmd_pause,
+                "resume": self._cmd_resume,
+                "stop": self._cmd_stop,
+                "start": self._cmd_start,
+                "jobs": self._cmd_jobs,
+                "retry": self._cmd_retry,
+            },
+        )
+
+    # -- Intake (the API's view) ----------------------------------------------------------
+
+    @property
+    def unavailable(self) -> bool:
+        return self.paused or self.stopping
+
+    @property
+    def channels(self) -> Mapping[str, Channel]:
+        return self._channels
+
+    async def accept(self, channel: Channel, request: SendRequest) -> int:
+        job = NewJob(channel.name, request.message, channel.recipients, request.delay, channel.ttl)
+        job_id = await self.store.add(job, time.time())
+        self._runners[channel.name].wake()
+        return job_id
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start everything, serve until SIGTERM/SIGINT, then drain and stop. Returns 0."""
+        await self.store.open()
+        try:
+            await self._serve()
+        finally:
+            await self.store.close()
+        return 0
+
+    async def _serve(self) -> None:
+        recovered = await self.store.recover(time.time())
+        flags = await self.store.get_flags()
+        self.paused = PAUSED_FLAG in flags
+        self._stopped_channels = {
+            name.removeprefix(STOPPED_FLAG) for name in flags if name.startswith(STOPPED_FLAG)
+        }
+        await self._control.start()
+        try:
+            await self._start_http()
+            self._start_channels()
+            self._install_signal_handlers()
+            housekeeping = asyncio.get_running_loop().create_task(self._housekeeping())
+            log.info(
+                "notifierd.started",
+                http=f"http://{self.settings.host}:{self._bound_port()}",
+                socket=str(self.settings.socket_path),
+                database=str(self.settings.database_path),
+                channels=sorted(self._channels),
+                paused=self.paused,
+                recovered_leases=recovered,
+            )
+            await self._stop_requested.wait()
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+            await self._shutdown()
+        finally:
+            if self._http is not None:
+                await self._http.cleanup()
+            await self._control.close()
+
+    async def _start_http(self) -> None:
+        app = build_app(self, self.settings.max_body_size, self.settings.max_delay)
+        self._http = web.AppRunner(
+            app,
+            access_log=logging.getLogger("aiohttp.access") if self.settings.access_log else None,
+            access_log_format=ACCESS_LOG_FORMAT,
+            handle_signals=False,
+        )
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.settings.host, self.settings.port)
+        await site.start()
+
+    def _bound_port(self) -> int:
+        assert self._http is not None
+        for address in self._http.addresses:
+            if isinstance(address, tuple):
+                return int(address[1])
+        return self.settings.port
+
+    def _start_channels(self) -> None:
+        context = spawn_context()
+        for name, channel in self._channels.items():
+            runner = ChannelRunner(
+                channel, self.store, context, self.settings.log_level, self._store_failed
+            )
+            self._runners[name] = runner
+            runner.start_dispatcher()
+            if not self.paused and name not in self._stopped_channels:
+                runner.activate()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._handle_stop_signal, signum)
+
+    def _handle_stop_signal(self, signum: int) -> None:
+        if not self._stop_requested.is_set():
+            log.info("notifierd.stopping", signal=signal.Signals(signum).name)
+        self.stopping = True
+        self._stop_requested.set()
+
+    async def _shutdown(self) -> None:
+        """Stop accepting, let workers finish what they hold within the timeout, kill the
+        rest; whatever was not delivered stays queued in the Store."""
+        self.stopping = True
+        for runner in self._runners.values():
+            runner.deactivate()
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        while self._alive_processes() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._alive_processes():
+            log.warning(
+                "notifierd.killing_workers",
+                count=len(self._alive_processes()),
+                timeout=self.settings.shutdown_timeout,
+            )
+            for runner in self._runners.values():
+                runner.kill_all()
+            deadline = time.monotonic() + KILL_WAIT_SECONDS
+            while self._alive_processes() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        for runner in self._runners.values():
+            await runner.close()
+        log.info("notifierd.stopped")
+
+    def _alive_processes(self) -> list[Any]:
+        return [p for r in self._runners.values() for p in r.processes() if p.alive]
+
+    async def _housekeeping(self) -> None:
+        """Expire what outlived its TTL, hand out again what a hung worker holds."""
+        policies = {name: channel.retry for name, channel in self._channels.items()}
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            now = time.time()
+            try:
+                expired = await self.store.expire(now)
+                lapsed = await self.store.lapse_leases(now, policies)
+            except StoreError as exc:
+                self._store_failed(exc)
+                continue
+            if expired:
+                log.info("deliveries.expired", count=expired)
+            for item in lapsed:
+                runner = self._runners.get(item.channel)
+                if runner is not None:
+                    runner.kill_holder(item.id)
+                    runner.wake()
+                log.warning("delivery.lease_lapsed", channel=item.channel, delivery_id=item.id,
+                            state=item.state)
+
+    def _store_failed(self, exc: Exception) -> None:
+        log.error("store.failed", error=str(exc), exc_info=not isinstance(exc, StoreError))
+
+    # -- control commands -------------------------------------------------------------------
+
+    def _runner(self, args: dict[str, Any]) -> ChannelRunner:
+        name = args.get("channel")
+        if not isinstance(name, str) or name not in self._runners:
+            raise CommandError(f"there is no channel named {name!r}")
+        return self._runners[name]
+
+    async def _cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        counts = await self.store.counts(time.time())
+        channels = []
+        for name, runner in self._runners.items():
+            channel = runner.channel
+            entry = counts.get(name)
+            channels.append(
+                {
+                    "name": name,
+                    "worker": channel.worker_type,
+                    "state": runner.state(self.paused, name in self._stopped_channels).value,
+                    "processes": channel.processes,
+                    "pids": runner.pids(),
+                    "queued": entry.queued if entry else 0,
+                    "delayed": entry.delayed if entry else 0,
+                    "in_flight": entry.in_flight if entry else 0,
+                    "delivered": entry.delivered if entry else 0,
+                    "failed": entry.failed if entry else 0,
+                    "dead": entry.dead if entry else 0,
+                    "expired": entry.expired if entry else 0,
+                    "last_error": runner.fatal_reason or runner.misconfigured or runner.last_error,
+                }
+            )
+        return {"paused": self.paused, "stopping": self.stopping, "channels": channels}
+
+    async def _cmd_pause(self, args: dict[str, Any]) -> dict[str, Any]:
+        await self.store.set_flag(PAUSED_FLAG, "1")
+        self.paused = True
+        for runner in self._runners.values():
+            runner.deactivate()
+        log.warning("notifierd.paused")
+        return {"paused": True}
+
+    async def _cmd_resume(self, args: dict[str, Any]) -> dict[str, Any]:
+        await self.store.set_flag(PAUSED_FLAG, None)
+        self.paused = False
+        for name, runner in self._runners.items():
+            if name not in self._stopped_channels and not self.stopping:
+                runner.activate()
+        log.warning("notifierd.resumed")
+        return {"paused": False}
+
+    async def _cmd_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        runner = self._runner(args)
+        name = runner.channel.name
+        await self.store.set_flag(STOPPED_FLAG + name, "1")
+        self._stopped_channels.add(name)
+        runner.deactivate()
+        log.warning("channel.stopped", channel=name)
+        return {"channel": name, "state": "stopped"}
+
+    async def _cmd_start(self, args: dict[str, Any]) -> dict[str, Any]:
+        runner = self._runner(args)
+        name = runner.channel.name
+        await self.store.set_flag(STOPPED_FLAG + name, None)
+        self._stopped_channels.discard(name)
+        runner.fatal_reason = None
+        if not self.paused and not self.stopping:
+            runner.activate()
+        log.warning("channel.started", channel=name)
+        return {"channel": name, "state": runner.state(self.paused, False).value}
+
+    async def _cmd_jobs(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        channel = args.get("channel")
+        if channel is not None:
+            self._runner(args)
+        state = args.get("state")
+        if state is not None and state not in {s.value for s in DeliveryState}:
+            raise CommandError(f"unknown state {state!r}")
+        limit = args.get("limit", 50)
+        if not isinstance(limit, int) or limit < 1:
+            raise CommandError("limit must be a positive whole number")
+        records = await self.store.list_deliveries(channel, state, limit)
+        return [
+            {
+                "id": r.id,
+                "job_id": r.job_id,
+                "channel": r.channel,
+                "recipient": r.recipient,
+                "state": r.state,
+                "attempts": r.attempts,
+                "due_at": r.due_at,
+                "expires_at": r.expires_at,
+                "updated_at": r.updated_at,
+                "last_error": r.last_error,
+            }
+            for r in records
+        ]
+
+    async def _cmd_retry(self, args: dict[str, Any]) -> dict[str, Any]:
+        ids = args.get("ids") or []
+        channel = args.get("channel")
+        state = args.get("state")
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise CommandError("ids must be whole numbers")
+        if not ids and channel is None:
+            raise CommandError("name delivery ids, or a channel and a state")
+        if channel is not None:
+            self._runner(args)
+        if state is not None and state not in {s.value for s in RETRYABLE_STATES}:
+            raise CommandError("only dead, failed or expired deliveries can be retried")
+        ttl_for = {name: float(c.ttl) for name, c in self._channels.items()}
+        count = await self.store.requeue(time.time(), ids, channel, state, ttl_for)
+        for runner in self._runners.values():
+            runner.wake()
+        return {"requeued": count}

@@ -1,0 +1,146 @@
+"""The Store interface (DESIGN §3). The parent process is its only user; workers never see it.
+
+Nothing of a backend leaks through: a Redis Streams backend must fit the same methods.
+Every method that changes state returns only after the change is durable.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from notifierd.config import RetryPolicy
+from notifierd.messages import Delivery, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A message accepted for a channel, fanned out to `recipients` (one delivery each)."""
+
+    channel: str
+    message: str
+    recipients: Sequence[str]
+    delay: float
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    deliveries: list[Delivery]
+    #: The earliest due time of what is still queued for the channel (None: nothing queued).
+    next_due: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A delivery as the journal and `notifierctl jobs` show it."""
+
+    id: int
+    job_id: int
+    channel: str
+    recipient: str
+    state: str
+    attempts: int
+    due_at: float
+    expires_at: float
+    created_at: float
+    updated_at: float
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class StoreCounts:
+    """Deliveries of one channel by state; `queued` is due now, `delayed` is due later."""
+
+    queued: int = 0
+    delayed: int = 0
+    in_flight: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    expired: int = 0
+    oldest_due: float | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Lapsed:
+    """A delivery whose lease ran out, and what became of it."""
+
+    id: int
+    channel: str
+    state: str
+
+
+class Store(ABC):
+    """Durable queue of deliveries, the maintenance flag and the per-channel switches."""
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def recover(self, now: float) -> int:
+        """At start-up: every leased delivery goes back to queued. Returns how many."""
+
+    @abstractmethod
+    async def add(self, job: NewJob, now: float) -> int:
+        """Store a job and its deliveries; returns the job id once committed."""
+
+    @abstractmethod
+    async def claim(
+        self,
+        channel: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+        exclude_recipients: Collection[str] = (),
+    ) -> ClaimResult:
+        """Lease up to `limit` due, unexpired deliveries of `channel`, oldest due first."""
+
+    @abstractmethod
+    async def complete(
+        self, outcomes: Sequence[Outcome], policy: RetryPolicy, now: float
+    ) -> list[str | None]:
+        """Apply worker outcomes (DESIGN §2). An outcome whose lease token is not current is
+        ignored. Returns, per outcome, the new state, or None when it was ignored."""
+
+    @abstractmethod
+    async def expire(self, now: float) -> int:
+        """Queued deliveries past their `expires_at` end EXPIRED. Returns how many."""
+
+    @abstractmethod
+    async def lapse_leases(self, now: float, policies: Mapping[str, RetryPolicy]) -> list[Lapsed]:
+        """Leases past their end: the delivery is handed out again (the attempt counted)."""
+
+    @abstractmethod
+    async def counts(self, now: float) -> dict[str, StoreCounts]:
+        """Per channel, deliveries by state."""
+
+    @abstractmethod
+    async def list_deliveries(
+        self, channel: str | None, state: str | None, limit: int
+    ) -> list[DeliveryRecord]:
+        """The most recently changed deliveries, newest first."""
+
+    @abstractmethod
+    async def requeue(
+        self,
+        now: float,
+        ids: Collection[int] = (),
+        channel: str | None = None,
+        state: str | None = None,
+        ttl_for: Mapping[str, float] | None = None,
+    ) -> int:
+        """Operator's retry: terminal (failed, dead, expired) deliveries go back to queued,
+        with their attempts reset and a fresh time-to-live. Returns how many."""
+
+    @abstractmethod
+    async def get_flags(self) -> dict[str, str]:
+        """The persisted switches (maintenance, stopped channels)."""
+
+    @abstractmethod
+    async def set_flag(self, name: str, value: str | None) -> None:
+        """Set a switch, or remove it with None."""

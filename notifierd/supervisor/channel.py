@@ -1,0 +1,416 @@
+"""One virtual channel at run time: its worker processes and its dispatcher.
+
+The dispatcher claims due deliveries from the Store as the workers have room, paces them
+(channel rate, per-recipient interval, Retry-After cool-down) and hands them out in batches.
+Outcomes come back through the worker processes' pipes and are applied to the Store here.
+
+Worker processes are restarted with backoff when they die. A process that dies before it is
+ready (start-up failure) three times in a row puts the channel in FATAL instead of looping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from multiprocessing.context import SpawnContext
+from typing import Any
+
+import structlog
+
+from notifierd.config import Channel
+from notifierd.logs import reemit
+from notifierd.messages import Delivery, Outcome
+from notifierd.states import ChannelState, DeliveryState, OutcomeKind
+from notifierd.store import Store
+from notifierd.supervisor.child import ChildSpec
+from notifierd.supervisor.pacing import RecipientPacer, TokenBucket
+from notifierd.supervisor.process import WorkerProcess
+
+log = structlog.get_logger("notifierd.channel")
+
+BOOT_RETRIES = 3  # start-up failures in a row before the channel is FATAL
+BOOT_BACKOFF = (0.5, 1.0, 2.0)
+CRASH_BACKOFF_FIRST = 0.1
+CRASH_BACKOFF_MAX = 10.0
+STABLE_SECONDS = 10.0  # a process that ran this long resets its crash backoff
+IDLE_POLL_SECONDS = 5.0  # a safety net: the dispatcher is woken by events, not by polling
+MISCONFIGURED_BACKOFF_MAX = 300.0
+
+
+class WorkerSlot:
+    """Position `index` among a channel's worker processes, across restarts."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: WorkerProcess | None = None
+        self.boot_failures = 0
+        self.crash_backoff = CRASH_BACKOFF_FIRST
+        self.started_at = 0.0
+        self.restart: asyncio.TimerHandle | None = None
+
+    def cancel_restart(self) -> None:
+        if self.restart is not None:
+            self.restart.cancel()
+            self.restart = None
+
+
+class ChannelRunner:
+    """Runs one channel: `activate` / `deactivate` its workers, `wake` its dispatcher."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        store: Store,
+        context: SpawnContext,
+        log_level: str,
+        on_store_error: Callable[[Exception], None],
+    ) -> None:
+        self.channel = channel
+        self.store = store
+        self.fatal_reason: str | None = None
+        self.misconfigured: str | None = None
+        self.last_error: str | None = None
+        self.cooldown_until = 0.0
+        self._active = False
+        self._context = context
+        self._log_level = log_level
+        self._on_store_error = on_store_error
+        self._slots = [WorkerSlot(index) for index in range(channel.processes)]
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._misconfigured_backoff = channel.retry.delay
+        rate = channel.worker_class.channel_rate(channel.params)
+        self._bucket = TokenBucket(rate) if rate else None
+        self._pacer = RecipientPacer(
+            lambda recipient: channel.worker_class.recipient_interval(channel.params, recipient)
+        )
+        self._pending_writes: set[asyncio.Task[Any]] = set()
+        self._log = log.bind(channel=channel.name)
+
+    # -- control ----------------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def start_dispatcher(self) -> None:
+        self._dispatcher = asyncio.get_running_loop().create_task(
+            self._dispatch_loop(), name=f"dispatcher:{self.channel.name}"
+        )
+
+    def activate(self) -> None:
+        """Start the workers (SPEC "activate a channel"); clears a FATAL state."""
+        self.fatal_reason = None
+        self._active = True
+        for slot in self._slots:
+            slot.boot_failures = 0
+            if slot.process is None:
+                self._start(slot)
+        self.wake()
+
+    def deactivate(self) -> None:
+        """One sentinel per worker: each finishes what it holds, then ends (SPEC
+        "deactivate a channel"). Deliveries stay in the Store."""
+        self._active = False
+        for slot in self._slots:
+            slot.cancel_restart()
+            if slot.process is not None:
+                slot.process.stop()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def processes(self) -> list[WorkerProcess]:
+        return [slot.process for slot in self._slots if slot.process is not None]
+
+    def kill_all(self) -> None:
+        for process in self.processes():
+            process.kill()
+
+    async def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        while self._pending_writes:
+            await asyncio.gather(*self._pending_writes, return_exceptions=True)
+
+    def state(self, paused: bool, stopped: bool) -> ChannelState:
+        if self.fatal_reason:
+            return ChannelState.FATAL
+        if paused:
+            return ChannelState.PAUSED
+        if stopped:
+            return ChannelState.STOPPED
+        if self.misconfigured:
+            return ChannelState.MISCONFIGURED
+        if any(slot.restart is not None for slot in self._slots):
+            return ChannelState.BACKOFF
+        if any(p.alive and not p.ready for p in self.processes()):
+            return ChannelState.STARTING
+        return ChannelState.RUNNING
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes() if p.alive and p.pid is not None]
+
+    # -- dispatching ------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                wait = await self._dispatch_once()
+            except Exception as exc:
+                self._on_store_error(exc)
+                wait = 1.0
+            wait = IDLE_POLL_SECONDS if wait is None else min(wait, IDLE_POLL_SECONDS)
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _dispatch_once(self) -> float | None:
+        """Hand out what may go now. Returns how long to sleep at most (None: until woken)."""
+        if not self._active:
+            return None
+        now = time.time()
+        if self.cooldown_until > now:
+            return self.cooldown_until - now
+        limit = sum(p.free_capacity(self.channel.prefetch) for p in self.processes())
+        if limit == 0:
+            return None
+        if self._bucket is not None:
+            tokens = self._bucket.available(now)
+            if tokens == 0:
+                return self._bucket.seconds_until_one(now)
+            limit = min(limit, tokens)
+        busy = self._pacer.busy(now)
+        claimed = await self.store.claim(
+            self.channel.name, limit, now, self.channel.lease, exclude_recipients=busy
+        )
+        handed = self._hand_out(claimed.deliveries, now)
+        if handed == limit:
+            return 0.0  # there may be more waiting
+        return self._next_wake(claimed.next_due, now)
+
+    def _hand_out(self, deliveries: list[Delivery], now: float) -> int:
+        """Give deliveries to the workers with room; what cannot go now goes back."""
+        paced: list[Delivery] = []
+        sendable: list[Delivery] = []
+        seen: set[str] = set()
+        for delivery in deliveries:
+            if delivery.recipient in seen and self._interval(delivery.recipient) > 0:
+                paced.append(delivery)  # the same recipient twice in one claim: pace it
+                continue
+            seen.add(delivery.recipient)
+            sendable.append(delivery)
+        offered = [p for p in self.processes() if p.free_capacity(self.channel.prefetch) > 0]
+        index = 0
+        for position, process in enumerate(offered):
+            room = process.free_capacity(self.channel.prefetch)
+            share = -(-(len(sendable) - index) // (len(offered) - position))
+            batch = sendable[index : index + min(room, share)]
+            if batch:
+                process.hand(batch)
+                index += len(batch)
+        unsent = sendable[index:] + paced
+        for delivery in sendable[:index]:
+            self._pacer.sent(delivery.recipient, now)
+        if self._bucket is not None:
+            self._bucket.take(index, now)
+        if unsent:
+            self._give_back(unsent)
+        return index
+
+    def _interval(self, recipient: str) -> float:
+        return self.channel.worker_class.recipient_interval(self.channel.params, recipient)
+
+    def _next_wake(self, next_due: float | None, now: float) -> float | None:
+        candidates = []
+        free = self._pacer.next_free()
+        if free is not None:
+            candidates.append(free - now)
+        if next_due is not None and next_due > now:
+            candidates.append(next_due - now)
+        return max(0.0, min(candidates)) if candidates else None
+
+    def _give_back(self, deliveries: list[Delivery]) -> None:
+        outcomes = [
+            Outcome(d.id, d.lease_token, OutcomeKind.UNSTARTED.value) for d in deliveries
+        ]
+        self._write(self._apply(outcomes, None))
+
+    # -- outcomes and process events --------------------------------------------------------
+
+    def on_message(self, process: WorkerProcess, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "outcomes":
+            outcomes = process.take_outcomes(message[1])
+            if outcomes:
+                self._write(self._apply(outcomes, process))
+        elif kind == "log":
+            reemit(message[1], message[2], channel=self.channel.name, worker_pid=process.pid)
+        elif kind == "ready":
+            process.ready = True
+            self._log.info("worker.ready", worker=process.spec.index, pid=process.pid)
+            self.wake()
+
+    def _write(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._pending_writes.add(task)
+        task.add_done_callback(self._pending_writes.discard)
+
+    async def _apply(self, outcomes: list[Outcome], process: WorkerProcess | None) -> None:
+        now = time.time()
+        try:
+            states = await self.store.complete(outcomes, self.channel.retry, now)
+        except Exception as exc:
+            # The leases stay in the Store and lapse, so the deliveries are not lost.
+            self._on_store_error(exc)
+            return
+        for outcome, state in zip(outcomes, states, strict=True):
+            self._after(outcome, state, process, now)
+        self.wake()
+
+    def _after(
+        self, outcome: Outcome, state: str | None, process: WorkerProcess | None, now: float
+    ) -> None:
+        kind = OutcomeKind(outcome.kind)
+        if kind is OutcomeKind.UNSTARTED:
+            return
+        fields: dict[str, Any] = {
+            "delivery_id": outcome.id,
+            "outcome": kind.value,
+            "state": state,
+            "duration_ms": round(outcome.duration * 1000, 1),
+        }
+        if process is not None:
+            fields["worker_pid"] = process.pid
+        if outcome.error:
+            fields["error"] = outcome.error
+            self.last_error = outcome.error
+        if kind is OutcomeKind.DELIVERED:
+            self.misconfigured = None
+            self._misconfigured_backoff = self.channel.retry.delay
+            self._log.debug("delivery.attempt", **fields)
+            return
+        if outcome.retry_after is not None:
+            # A remote's Retry-After holds back the whole channel, not only this delivery.
+            self.cooldown_until = max(self.cooldown_until, now + outcome.retry_after)
+            fields["retry_after"] = outcome.retry_after
+        if kind is OutcomeKind.MISCONFIGURED:
+            self.misconfigured = outcome.error
+            self.cooldown_until = max(self.cooldown_until, now + self._misconfigured_backoff)
+            fields["retry_in"] = self._misconfigured_backoff
+            self._misconfigured_backoff = min(
+                self._misconfigured_backoff * 2, MISCONFIGURED_BACKOFF_MAX
+            )
+            self._log.error("channel.misconfigured", **fields)
+            return
+        level = "warning" if state in (None, DeliveryState.QUEUED) else "error"
+        getattr(self._log, level)("delivery.attempt", **fields)
+
+    def on_exit(self, process: WorkerProcess) -> None:
+        slot = next(s for s in self._slots if s.process is process)
+        slot.process = None
+        code = process.exitcode
+        leftovers = list(process.in_flight.values())
+        process.in_flight.clear()
+        if leftovers:
+            self._write(self._apply(self._orphaned(process, leftovers, code), None))
+        if process.stopping and code == 0:
+            self._log.info("worker.stopped", worker=slot.index, pid=process.pid)
+            if self._active:
+                self._start(slot)
+            return
+        ran = time.monotonic() - slot.started_at
+        self._log.error(
+            "worker.died", worker=slot.index, pid=process.pid, exit_code=code,
+            ready=process.ready, ran_seconds=round(ran, 2),
+        )
+        if not self._active:
+            return
+        if not process.ready:
+            self._boot_failed(slot)
+            return
+        slot.boot_failures = 0
+        if ran >= STABLE_SECONDS:
+            slot.crash_backoff = CRASH_BACKOFF_FIRST
+        self._schedule_restart(slot, slot.crash_backoff)
+        slot.crash_backoff = min(slot.crash_backoff * 2, CRASH_BACKOFF_MAX)
+
+    def _orphaned(
+        self, process: WorkerProcess, deliveries: list[Delivery], code: int | None
+    ) -> list[Outcome]:
+        """Outcomes for what a dead process held: the one it was sending counts as an attempt
+        that crashed (so a message that kills its worker ends DEAD); the rest were never
+        started."""
+        current = process.current_delivery()
+        interrupted = process.stopping and not self._active
+        outcomes = []
+        for delivery in deliveries:
+            if delivery.id == current and not interrupted:
+                error = f"the worker process died (exit code {code}) while sending"
+                outcomes.append(
+                    Outcome(delivery.id, delivery.lease_token, OutcomeKind.CRASHED.value,
+                            error=error)
+                )
+            else:
+                outcomes.append(
+                    Outcome(delivery.id, delivery.lease_token, OutcomeKind.UNSTARTED.value)
+                )
+        return outcomes
+
+    def _boot_failed(self, slot: WorkerSlot) -> None:
+        slot.boot_failures += 1
+        if slot.boot_failures >= BOOT_RETRIES:
+            self.fatal_reason = (
+                f"worker {slot.index} failed to start {slot.boot_failures} times in a row"
+            )
+            self._log.critical(
+                "channel.fatal",
+                reason=self.fatal_reason,
+                hint=f"fix the cause logged above, then run: notifierctl start "
+                f"{self.channel.name}",
+            )
+            self.deactivate()
+            return
+        self._schedule_restart(slot, BOOT_BACKOFF[slot.boot_failures - 1])
+
+    def _schedule_restart(self, slot: WorkerSlot, delay: float) -> None:
+        slot.cancel_restart()
+
+        def restart() -> None:
+            slot.restart = None
+            if self._active and slot.process is None:
+                self._start(slot)
+
+        slot.restart = asyncio.get_running_loop().call_later(delay, restart)
+
+    def _start(self, slot: WorkerSlot) -> None:
+        spec = ChildSpec(
+            channel=self.channel.name,
+            index=slot.index,
+            worker_type=self.channel.worker_type,
+            params=self.channel.params,
+            log_level=self._log_level,
+        )
+        process = WorkerProcess(self._context, spec, self.on_message, self.on_exit)
+        slot.process = process
+        slot.started_at = time.monotonic()
+        process.start()
+        self._log.debug("worker.started", worker=slot.index, pid=process.pid)
+
+    def kill_holder(self, delivery_id: int) -> None:
+        """A lease lapsed: if a process is still sending that delivery, it hangs. Kill it (it is
+        restarted); the late answer would be ignored anyway."""
+        for process in self.processes():
+            if delivery_id in process.in_flight:
+                process.in_flight.pop(delivery_id)
+                if process.current_delivery() == delivery_id:
+                    self._log.error(
+                        "worker.hung", pid=process.pid, delivery_id=delivery_id,
+                        lease_seconds=self.channel.lease,
+                    )
+                    process.kill()

@@ -1,0 +1,158 @@
+"""What runs inside a worker process.
+
+The loop: take a batch of deliveries from the job queue, run the worker's `send` for each,
+report the outcomes on the result pipe. A `None` on the job queue (the sentinel) ends the loop
+after everything before it is done. The process also ends by itself when its parent is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import queue
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+from setproctitle import setproctitle
+
+from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
+from notifierd.logs import configure_child_logging
+from notifierd.messages import Delivery, Outcome
+from notifierd.states import OutcomeKind
+from notifierd.workers.base import Worker
+from notifierd.workers.registry import load_worker_class
+
+EXIT_BOOT_FAILURE = 3  # the worker could not start (import, params, open() failed)
+PARENT_CHECK_SECONDS = 1.0
+FLUSH_SECONDS = 0.005  # outcomes older than this are sent even in the middle of a batch
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    channel: str
+    index: int
+    worker_type: str
+    params: BaseModel
+    log_level: str
+
+
+def child_main(
+    spec: ChildSpec,
+    jobs: Queue[list[Delivery] | None],
+    results: Connection,
+    current: Synchronized[int],
+) -> None:
+    """Entry point of a worker process (started with the spawn context)."""
+    parent = os.getppid()
+    _die_with_parent()
+    # Ctrl-C reaches the whole process group; the parent decides how workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setproctitle(f"notifierd: {spec.channel} worker {spec.index}")
+    configure_child_logging(spec.log_level, results.send)
+    log = structlog.get_logger("notifierd.worker").bind(
+        channel=spec.channel, worker=spec.index
+    )
+    try:
+        worker = _start_worker(spec)
+    except Exception:
+        log.exception("worker.start_failed")
+        sys.exit(EXIT_BOOT_FAILURE)
+    results.send(("ready", os.getpid()))
+    try:
+        _serve(worker, jobs, results, current, parent)
+    finally:
+        with contextlib.suppress(Exception):
+            worker.close()
+
+
+def _start_worker(spec: ChildSpec) -> Worker:
+    worker_class = load_worker_class(spec.worker_type)
+    worker = worker_class(spec.channel, spec.params)
+    worker.open()
+    return worker
+
+
+def _serve(
+    worker: Worker,
+    jobs: Queue[list[Delivery] | None],
+    results: Connection,
+    current: Synchronized[int],
+    parent: int,
+) -> None:
+    while True:
+        try:
+            batch = jobs.get(timeout=PARENT_CHECK_SECONDS)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return  # the parent died: nobody would read our outcomes
+            continue
+        if batch is None:
+            return
+        pending: list[Outcome] = []
+        flushed_at = time.monotonic()
+        for delivery in batch:
+            current.value = delivery.id
+            pending.append(run_send(worker, delivery))
+            current.value = 0
+            if time.monotonic() - flushed_at >= FLUSH_SECONDS:
+                results.send(("outcomes", pending))
+                pending, flushed_at = [], time.monotonic()
+        if pending:
+            results.send(("outcomes", pending))
+
+
+def run_send(worker: Worker, delivery: Delivery) -> Outcome:
+    """Run one `send` and turn what happened into an outcome."""
+    started = time.monotonic()
+    try:
+        worker.send(delivery)
+    except TemporaryFailure as exc:
+        return _outcome(delivery, OutcomeKind.TEMPORARY, exc.message, started, exc.retry_after)
+    except PermanentFailure as exc:
+        return _outcome(delivery, OutcomeKind.PERMANENT, exc.message, started)
+    except ChannelMisconfigured as exc:
+        return _outcome(delivery, OutcomeKind.MISCONFIGURED, exc.message, started)
+    except Exception as exc:
+        # A bug in the worker, not a verdict of the remote: retry, and show the traceback.
+        structlog.get_logger("notifierd.worker").exception(
+            "worker.send_raised", channel=delivery.channel, delivery_id=delivery.id
+        )
+        error = f"worker raised {type(exc).__name__}: {exc}"
+        return _outcome(delivery, OutcomeKind.TEMPORARY, error, started)
+    return _outcome(delivery, OutcomeKind.DELIVERED, None, started)
+
+
+def _outcome(
+    delivery: Delivery,
+    kind: OutcomeKind,
+    error: str | None,
+    started: float,
+    retry_after: float | None = None,
+) -> Outcome:
+    return Outcome(
+        delivery.id,
+        delivery.lease_token,
+        kind.value,
+        retry_after=retry_after,
+        error=error,
+        duration=time.monotonic() - started,
+    )
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this process when the parent dies (no orphans after kill -9)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc: Any = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+

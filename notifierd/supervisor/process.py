@@ -1,0 +1,137 @@
+"""The parent's handle on one worker process: its job queue, its result pipe, and what it holds.
+
+Each process has a job queue and a result pipe of its own, not shared with its siblings: a
+process killed while it holds a shared queue's lock would leave that lock taken forever and
+stall every sibling (multiprocessing's locks are not released by the death of their holder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+import structlog
+
+from notifierd.messages import Delivery, Outcome
+from notifierd.supervisor.child import ChildSpec, child_main
+
+log = structlog.get_logger("notifierd.supervisor")
+
+MessageHandler = Callable[["WorkerProcess", tuple[Any, ...]], None]
+ExitHandler = Callable[["WorkerProcess"], None]
+
+
+class WorkerProcess:
+    """One running (or finished) worker process of a channel."""
+
+    def __init__(
+        self,
+        context: SpawnContext,
+        spec: ChildSpec,
+        on_message: MessageHandler,
+        on_exit: ExitHandler,
+    ) -> None:
+        self.spec = spec
+        self.ready = False
+        self.stopping = False
+        #: Deliveries handed to this process and not yet answered, by id.
+        self.in_flight: dict[int, Delivery] = {}
+        self._context = context
+        self._on_message = on_message
+        self._on_exit = on_exit
+        self._jobs: Queue[list[Delivery] | None] = context.Queue()
+        self._results, child_end = context.Pipe(duplex=False)
+        self._current: Synchronized[int] = context.Value("q", 0, lock=False)  # type: ignore[assignment]
+        self._process: SpawnProcess = context.Process(
+            target=child_main,
+            args=(spec, self._jobs, child_end, self._current),
+            name=f"{spec.channel}-worker-{spec.index}",
+            daemon=False,
+        )
+        self._child_end: Connection | None = child_end
+        self._exited = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._process.exitcode
+
+    @property
+    def alive(self) -> bool:
+        return not self._exited
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._process.start()
+        # The parent must not keep the child's end open, or it would never see EOF.
+        if self._child_end is not None:
+            self._child_end.close()
+            self._child_end = None
+        loop.add_reader(self._results.fileno(), self._drain)
+        loop.add_reader(self._process.sentinel, self._reap)
+
+    def free_capacity(self, prefetch: int) -> int:
+        if not self.ready or self.stopping or self._exited:
+            return 0
+        return max(0, prefetch - len(self.in_flight))
+
+    def hand(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self.in_flight[delivery.id] = delivery
+        self._jobs.put(deliveries)
+
+    def stop(self) -> None:
+        """Ask the process to end after what it holds (the sentinel)."""
+        if not self.stopping and not self._exited:
+            self.stopping = True
+            with contextlib.suppress(ValueError, OSError):
+                self._jobs.put(None)
+
+    def kill(self) -> None:
+        if not self._exited:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+
+    def current_delivery(self) -> int | None:
+        """The id of the delivery the process is sending right now, if any."""
+        value = int(self._current.value)
+        return value or None
+
+    def take_outcomes(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Forget the answered deliveries; returns the outcomes that were still expected."""
+        return [outcome for outcome in outcomes if self.in_flight.pop(outcome.id, None)]
+
+    def _drain(self) -> None:
+        try:
+            while self._results.poll():
+                self._on_message(self, self._results.recv())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(self._results.fileno())
+
+    def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._process.sentinel)
+        self._drain()
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(self._results.fileno())
+        self._process.join(timeout=0)
+        self._exited = True
+        self._results.close()
+        self._jobs.cancel_join_thread()  # what is left in the queue is in the Store anyway
+        self._jobs.close()
+        self._on_exit(self)
+
+
+def spawn_context() -> SpawnContext:
+    # Never fork from the running loop and its threads: start children fresh.
+    return multiprocessing.get_context("spawn")
