@@ -50,7 +50,7 @@ class ChannelSpec(BaseModel):
     worker: str = Field(min_length=1)
     processes: int = Field(1, ge=1, le=64)
     ttl: int | None = Field(None, gt=0, description="seconds; default: the daemon's default_ttl")
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)  # type: ignore[arg-type]
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
     message_pattern: str | None = None
     lease: float | None = Field(None, gt=0, description="seconds a worker may hold a delivery")
     prefetch: int | None = Field(None, ge=1, le=10000)
@@ -189,7 +189,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
 
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -201,7 +201,7 @@ def _read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        document = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(document, Mapping):

@@ -44,6 +44,7 @@ class Daemon:
         self._stopped_channels: set[str] = set()
         self._runners: dict[str, ChannelRunner] = {}
         self._stop_requested = asyncio.Event()
+        self._worker_exited = asyncio.Event()
         self._http: web.AppRunner | None = None
         self._control = ControlServer(
             settings.socket_path,
@@ -140,7 +141,12 @@ class Daemon:
         context = spawn_context()
         for name, channel in self._channels.items():
             runner = ChannelRunner(
-                channel, self.store, context, self.settings.log_level, self._store_failed
+                channel,
+                self.store,
+                context,
+                self.settings.log_level,
+                on_store_error=self._store_failed,
+                on_worker_exit=self._worker_exited.set,
             )
             self._runners[name] = runner
             runner.start_dispatcher()
@@ -164,10 +170,7 @@ class Daemon:
         self.stopping = True
         for runner in self._runners.values():
             runner.deactivate()
-        deadline = time.monotonic() + self.settings.shutdown_timeout
-        while self._alive_processes() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if self._alive_processes():
+        if not await self._workers_exited(self.settings.shutdown_timeout):
             log.warning(
                 "notifierd.killing_workers",
                 count=len(self._alive_processes()),
@@ -175,12 +178,22 @@ class Daemon:
             )
             for runner in self._runners.values():
                 runner.kill_all()
-            deadline = time.monotonic() + KILL_WAIT_SECONDS
-            while self._alive_processes() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await self._workers_exited(KILL_WAIT_SECONDS)
         for runner in self._runners.values():
             await runner.close()
         log.info("notifierd.stopped")
+
+    async def _workers_exited(self, seconds: float) -> bool:
+        """Wait until no worker process is alive; False if some still are after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while self._alive_processes():
+            self._worker_exited.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._worker_exited.wait(), remaining)
+        return True
 
     def _alive_processes(self) -> list[Any]:
         return [p for r in self._runners.values() for p in r.processes() if p.alive]
@@ -204,8 +217,12 @@ class Daemon:
                 if runner is not None:
                     runner.kill_holder(item.id)
                     runner.wake()
-                log.warning("delivery.lease_lapsed", channel=item.channel, delivery_id=item.id,
-                            state=item.state)
+                log.warning(
+                    "delivery.lease_lapsed",
+                    channel=item.channel,
+                    delivery_id=item.id,
+                    state=item.state,
+                )
 
     def _store_failed(self, exc: Exception) -> None:
         log.error("store.failed", error=str(exc), exc_info=not isinstance(exc, StoreError))

@@ -7,6 +7,7 @@ them with the worker's channel and pid bound, so lines from many processes never
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, MutableMapping
@@ -16,8 +17,12 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def level_number(level: str) -> int:
@@ -104,10 +109,9 @@ class ChildLogShipper:
 
     def ship(self, level: str, event: EventDict) -> None:
         plain = {key: _plain(value) for key, value in event.items()}
-        try:
+        # OSError: the parent is gone; this process is about to end anyway.
+        with contextlib.suppress(OSError):
             self._send(("log", level, plain))
-        except OSError:
-            pass  # the parent is gone; the process is about to end anyway
 
 
 class _StdlibToShipper(logging.Handler):

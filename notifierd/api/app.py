@@ -36,8 +36,9 @@ INTAKE = web.AppKey("intake", Intake)
 LIMITS = web.AppKey("limits", tuple)
 
 
-def error_response(status: int, code: str, description: str, field: str | None = None
-                   ) -> web.Response:
+def error_response(
+    status: int, code: str, description: str, field: str | None = None
+) -> web.Response:
     body: dict[str, str] = {"code": code, "description": description}
     if field is not None:
         body["field"] = field

@@ -39,7 +39,9 @@ async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
     declared = request.headers.get("Content-Type")
     charset = request.charset
     if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
-        raise BodyError(415, "unsupported_charset", f"charset {charset} is not supported; use UTF-8")
+        raise BodyError(
+            415, "unsupported_charset", f"charset {charset} is not supported; use UTF-8"
+        )
     if request.content_type == MULTIPART:
         return await _read_multipart(request, max_size)
     raw = await _read_raw(request, max_size)
@@ -47,7 +49,8 @@ async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
         return {}
     if declared is None:
         raise BodyError(
-            415, "unsupported_media_type",
+            415,
+            "unsupported_media_type",
             f"a body needs a Content-Type: {FORM}, {MULTIPART} or {JSON}",
         )
     if request.content_type == FORM:
@@ -56,7 +59,8 @@ async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
     if request.content_type == JSON:
         return _json_object(raw)
     raise BodyError(
-        415, "unsupported_media_type",
+        415,
+        "unsupported_media_type",
         f"Content-Type {request.content_type} is not supported; use {FORM}, {MULTIPART} or {JSON}",
     )
 
@@ -115,8 +119,9 @@ def _unique(pairs: list[tuple[str, str]], where: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     for name, value in pairs:
         if name in fields:
-            raise FieldError("duplicate_field", f"{name} is given more than once in the {where}",
-                             name)
+            raise FieldError(
+                "duplicate_field", f"{name} is given more than once in the {where}", name
+            )
         fields[name] = value
     return fields
 

@@ -16,11 +16,20 @@ from notifierd.control.client import CommandFailed, NotRunning, call
 from notifierd.errors import EXIT_NOT_RUNNING, ConfigError
 
 STATUS_COLUMNS = (
-    "name", "worker", "state", "pids", "queued", "delayed", "in_flight",
-    "delivered", "failed", "dead", "expired", "last_error",
+    "name",
+    "worker",
+    "state",
+    "pids",
+    "queued",
+    "delayed",
+    "in_flight",
+    "delivered",
+    "failed",
+    "dead",
+    "expired",
+    "last_error",
 )
-JOB_COLUMNS = ("id", "job_id", "channel", "recipient", "state", "attempts", "updated",
-               "last_error")
+JOB_COLUMNS = ("id", "job_id", "channel", "recipient", "state", "attempts", "updated", "last_error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +92,9 @@ def run(args: argparse.Namespace, socket_path: Path) -> int:
         print(f"{result['channel']}: {result['state']}")
         return 0
     if command == "jobs":
-        rows = call(socket_path, "jobs", {
-            "channel": args.channel, "state": args.state, "limit": args.limit})
+        rows = call(
+            socket_path, "jobs", {"channel": args.channel, "state": args.state, "limit": args.limit}
+        )
         if args.json:
             print(json.dumps(rows, indent=2, ensure_ascii=False))
         else:
@@ -92,11 +102,13 @@ def run(args: argparse.Namespace, socket_path: Path) -> int:
         return 0
     if command == "retry":
         if not args.ids and not (args.channel and args.state):
-            print("notifierctl: retry: give delivery ids, or --channel and --state",
-                  file=sys.stderr)
+            print(
+                "notifierctl: retry: give delivery ids, or --channel and --state", file=sys.stderr
+            )
             return 2
-        result = call(socket_path, "retry", {
-            "ids": args.ids, "channel": args.channel, "state": args.state})
+        result = call(
+            socket_path, "retry", {"ids": args.ids, "channel": args.channel, "state": args.state}
+        )
         print(f"requeued {result['requeued']} deliveries")
         return 0
     raise AssertionError(command)
@@ -117,8 +129,9 @@ def _job_row(job: dict[str, Any]) -> list[str]:
 
 
 def table(columns: Sequence[str], rows: list[list[str]]) -> str:
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-              for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)
+    ]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(line.rstrip() for line in lines)

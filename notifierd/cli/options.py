@@ -39,12 +39,14 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] = 
             # a flag given before the subcommand.
             default=argparse.SUPPRESS,
             metavar=name.upper(),
-            help=f"{field.description or name.replace('_', ' ')} "
-            f"(env {env}; default: {default})",
+            help=f"{field.description or name.replace('_', ' ')} (env {env}; default: {default})",
         )
     if not names or "log_level" in names:
         parser.add_argument(
-            "-v", "--verbose", action="count", default=argparse.SUPPRESS,
+            "-v",
+            "--verbose",
+            action="count",
+            default=argparse.SUPPRESS,
             help="-v: debug logging",
         )
 
@@ -64,6 +66,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         problems = []
         for error in exc.errors(include_url=False):
             name = ".".join(str(part) for part in error["loc"])
-            problems.append(f"setting {name} (--{name.replace('_', '-')} or "
-                            f"NOTIFIERD_{name.upper()}): {error['msg']}")
+            problems.append(
+                f"setting {name} (--{name.replace('_', '-')} or "
+                f"NOTIFIERD_{name.upper()}): {error['msg']}"
+            )
         raise ConfigError("\n".join(problems)) from None

@@ -17,8 +17,9 @@ class CommandFailed(Exception):
     """The daemon answered with an error."""
 
 
-def call(path: Path, command: str, args: dict[str, Any] | None = None,
-         timeout: float = 30.0) -> Any:
+def call(
+    path: Path, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0
+) -> Any:
     """Send one command and return its result."""
     if not path.exists():
         raise NotRunning(f"notifierd is not running (no socket at {path})")

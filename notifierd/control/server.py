@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ class ControlServer:
         self._server = await asyncio.start_unix_server(
             self._serve, path=str(self.path), limit=MAX_LINE
         )
-        os.chmod(self.path, SOCKET_MODE)
+        self.path.chmod(SOCKET_MODE)
 
     async def close(self) -> None:
         if self._server is not None:

@@ -166,7 +166,7 @@ class SqliteStore(Store):
                 try:
                     results.append((True, operation(conn)))
                     conn.execute(_RELEASE)
-                except Exception as exc:  # noqa: BLE001 - handed to that operation's caller
+                except Exception as exc:
                     conn.execute(_ROLLBACK)
                     conn.execute(_RELEASE)
                     results.append((False, _as_store_error(exc)))

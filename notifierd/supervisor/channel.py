@@ -65,7 +65,9 @@ class ChannelRunner:
         store: Store,
         context: SpawnContext,
         log_level: str,
+        *,
         on_store_error: Callable[[Exception], None],
+        on_worker_exit: Callable[[], None],
     ) -> None:
         self.channel = channel
         self.store = store
@@ -77,6 +79,7 @@ class ChannelRunner:
         self._context = context
         self._log_level = log_level
         self._on_store_error = on_store_error
+        self._on_worker_exit = on_worker_exit
         self._slots = [WorkerSlot(index) for index in range(channel.processes)]
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -236,9 +239,7 @@ class ChannelRunner:
         return max(0.0, min(candidates)) if candidates else None
 
     def _give_back(self, deliveries: list[Delivery]) -> None:
-        outcomes = [
-            Outcome(d.id, d.lease_token, OutcomeKind.UNSTARTED.value) for d in deliveries
-        ]
+        outcomes = [Outcome(d.id, d.lease_token, OutcomeKind.UNSTARTED.value) for d in deliveries]
         self._write(self._apply(outcomes, None))
 
     # -- outcomes and process events --------------------------------------------------------
@@ -314,6 +315,7 @@ class ChannelRunner:
     def on_exit(self, process: WorkerProcess) -> None:
         slot = next(s for s in self._slots if s.process is process)
         slot.process = None
+        self._on_worker_exit()
         code = process.exitcode
         leftovers = list(process.in_flight.values())
         process.in_flight.clear()
@@ -326,8 +328,12 @@ class ChannelRunner:
             return
         ran = time.monotonic() - slot.started_at
         self._log.error(
-            "worker.died", worker=slot.index, pid=process.pid, exit_code=code,
-            ready=process.ready, ran_seconds=round(ran, 2),
+            "worker.died",
+            worker=slot.index,
+            pid=process.pid,
+            exit_code=code,
+            ready=process.ready,
+            ran_seconds=round(ran, 2),
         )
         if not self._active:
             return
@@ -353,8 +359,9 @@ class ChannelRunner:
             if delivery.id == current and not interrupted:
                 error = f"the worker process died (exit code {code}) while sending"
                 outcomes.append(
-                    Outcome(delivery.id, delivery.lease_token, OutcomeKind.CRASHED.value,
-                            error=error)
+                    Outcome(
+                        delivery.id, delivery.lease_token, OutcomeKind.CRASHED.value, error=error
+                    )
                 )
             else:
                 outcomes.append(
@@ -371,8 +378,7 @@ class ChannelRunner:
             self._log.critical(
                 "channel.fatal",
                 reason=self.fatal_reason,
-                hint=f"fix the cause logged above, then run: notifierctl start "
-                f"{self.channel.name}",
+                hint=f"fix the cause logged above, then run: notifierctl start {self.channel.name}",
             )
             self.deactivate()
             return
@@ -410,7 +416,9 @@ class ChannelRunner:
                 process.in_flight.pop(delivery_id)
                 if process.current_delivery() == delivery_id:
                     self._log.error(
-                        "worker.hung", pid=process.pid, delivery_id=delivery_id,
+                        "worker.hung",
+                        pid=process.pid,
+                        delivery_id=delivery_id,
                         lease_seconds=self.channel.lease,
                     )
                     process.kill()

@@ -59,9 +59,7 @@ def child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setproctitle(f"notifierd: {spec.channel} worker {spec.index}")
     configure_child_logging(spec.log_level, results.send)
-    log = structlog.get_logger("notifierd.worker").bind(
-        channel=spec.channel, worker=spec.index
-    )
+    log = structlog.get_logger("notifierd.worker").bind(channel=spec.channel, worker=spec.index)
     try:
         worker = _start_worker(spec)
     except Exception:
@@ -154,5 +152,3 @@ def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc: Any = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-

@@ -48,7 +48,7 @@ class WorkerProcess:
         self._on_exit = on_exit
         self._jobs: Queue[list[Delivery] | None] = context.Queue()
         self._results, child_end = context.Pipe(duplex=False)
-        self._current: Synchronized[int] = context.Value("q", 0, lock=False)  # type: ignore[assignment]
+        self._current: Synchronized[int] = context.Value("q", 0, lock=False)
         self._process: SpawnProcess = context.Process(
             target=child_main,
             args=(spec, self._jobs, child_end, self._current),
