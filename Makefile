@@ -1,0 +1,36 @@
+# Every target makes the virtual environment itself, so a fresh clone needs only python3 >= 3.11.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: all venv run test lint mypy bench clean
+
+all: lint test
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+## run: the daemon with the example channel file (etc/channels.yaml), state in ./state
+run: venv
+	$(BIN)/notifierd
+
+## test: the whole test suite (unit and real-process tests)
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## bench: intake, end-to-end and backlog benchmarks (prints one table)
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) state .mypy_cache .ruff_cache .pytest_cache
