@@ -39,6 +39,8 @@ def after_outcome(
         return Transition(DeliveryState.FAILED, error=error)
     if kind is OutcomeKind.UNSTARTED:
         return Transition(DeliveryState.QUEUED, uncount=True)
+    if kind is OutcomeKind.EXPIRED:
+        return Transition(DeliveryState.EXPIRED, error=error, uncount=True)
     if kind is OutcomeKind.MISCONFIGURED:
         # Not the message's fault: no attempt is charged; the channel's cool-down paces retries.
         if now >= expires_at:

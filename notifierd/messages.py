@@ -17,6 +17,10 @@ class Delivery:
     recipient: str
     message: str
     attempt: int
+    #: Wall-clock time after which the delivery must not be attempted (its TTL).
+    expires_at: float = float("inf")
+    #: Wall-clock time when the lease ends; an attempt started later would be a duplicate.
+    leased_until: float = float("inf")
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,11 @@ class OutcomeKind(StrEnum):
     CRASHED = "crashed"
     # The lease ran out before any answer came back (a hung worker).
     LAPSED = "lapsed"
-    # The delivery was handed to a worker that ended before starting it: no attempt was made.
+    # The delivery was handed to a worker that ended before starting it, or the channel was
+    # cooling down when its turn came: no attempt was made.
     UNSTARTED = "unstarted"
+    # Its time-to-live passed while it waited in the worker's queue: no attempt was made.
+    EXPIRED = "expired"
 
 
 class ChannelState(StrEnum):

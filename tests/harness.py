@@ -190,7 +190,9 @@ def pids_alive(pids: list[int]) -> list[int]:
     alive = []
     for pid in pids:
         try:
-            if Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+            # The state follows the command name, which is in parentheses and may hold spaces.
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] != "Z":
                 alive.append(pid)
         except FileNotFoundError:
             pass

@@ -243,7 +243,7 @@ class SqliteStore(Store):
                 " WHERE id IN (SELECT id FROM deliveries"
                 "  WHERE state = 'queued' AND channel = ? AND due_at <= ? AND expires_at > ?"
                 f"{exclusion} ORDER BY due_at LIMIT ?)"
-                " RETURNING id, job_id, recipient, attempts, due_at",
+                " RETURNING id, job_id, recipient, attempts, due_at, expires_at",
                 (token, now + lease_seconds, now, channel, now, now, *excluded, limit),
             ).fetchall()
             # RETURNING gives rows in no promised order: restore "oldest due first".
@@ -253,8 +253,12 @@ class SqliteStore(Store):
                 "SELECT MIN(due_at) FROM deliveries WHERE state = 'queued' AND channel = ?",
                 (channel,),
             ).fetchone()[0]
+            leased_until = now + lease_seconds
             deliveries = [
-                Delivery(row[0], token, channel, row[2], messages[row[1]], row[3]) for row in rows
+                Delivery(
+                    row[0], token, channel, row[2], messages[row[1]], row[3], row[5], leased_until
+                )
+                for row in rows
             ]
             return ClaimResult(deliveries, next_due)
 

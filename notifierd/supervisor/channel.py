@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from multiprocessing.context import SpawnContext
+from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import structlog
@@ -74,13 +75,14 @@ class ChannelRunner:
         self.fatal_reason: str | None = None
         self.misconfigured: str | None = None
         self.last_error: str | None = None
-        self.cooldown_until = 0.0
         self._active = False
         self._context = context
         self._log_level = log_level
         self._on_store_error = on_store_error
         self._on_worker_exit = on_worker_exit
         self._slots = [WorkerSlot(index) for index in range(channel.processes)]
+        # Shared with the worker processes, which stop sending while it lies in the future.
+        self._cooldown: Synchronized[float] = context.Value("d", 0.0, lock=False)
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._misconfigured_backoff = channel.retry.delay
@@ -102,6 +104,13 @@ class ChannelRunner:
         self._dispatcher = asyncio.get_running_loop().create_task(
             self._dispatch_loop(), name=f"dispatcher:{self.channel.name}"
         )
+
+    @property
+    def cooldown_until(self) -> float:
+        return float(self._cooldown.value)
+
+    def cool_down(self, until: float) -> None:
+        self._cooldown.value = max(self._cooldown.value, until)
 
     def activate(self) -> None:
         """Start the workers (SPEC "activate a channel"); clears a FATAL state."""
@@ -298,11 +307,11 @@ class ChannelRunner:
             return
         if outcome.retry_after is not None:
             # A remote's Retry-After holds back the whole channel, not only this delivery.
-            self.cooldown_until = max(self.cooldown_until, now + outcome.retry_after)
+            self.cool_down(now + outcome.retry_after)
             fields["retry_after"] = outcome.retry_after
         if kind is OutcomeKind.MISCONFIGURED:
             self.misconfigured = outcome.error
-            self.cooldown_until = max(self.cooldown_until, now + self._misconfigured_backoff)
+            self.cool_down(now + self._misconfigured_backoff)
             fields["retry_in"] = self._misconfigured_backoff
             self._misconfigured_backoff = min(
                 self._misconfigured_backoff * 2, MISCONFIGURED_BACKOFF_MAX
@@ -402,7 +411,7 @@ class ChannelRunner:
             params=self.channel.params,
             log_level=self._log_level,
         )
-        process = WorkerProcess(self._context, spec, self.on_message, self.on_exit)
+        process = WorkerProcess(self._context, spec, self._cooldown, self.on_message, self.on_exit)
         slot.process = process
         slot.started_at = time.monotonic()
         process.start()

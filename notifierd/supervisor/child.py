@@ -51,8 +51,13 @@ def child_main(
     jobs: Queue[list[Delivery] | None],
     results: Connection,
     current: Synchronized[int],
+    cooldown: Synchronized[float],
 ) -> None:
-    """Entry point of a worker process (started with the spawn context)."""
+    """Entry point of a worker process (started with the spawn context).
+
+    `current` tells the parent which delivery is being sent (so that, should this process die,
+    only that one is charged an attempt); `cooldown` is shared by the channel's processes: the
+    time until which none of them may send (a remote's Retry-After, a misconfiguration)."""
     parent = os.getppid()
     _die_with_parent()
     # Ctrl-C reaches the whole process group; the parent decides how workers stop.
@@ -67,7 +72,7 @@ def child_main(
         sys.exit(EXIT_BOOT_FAILURE)
     results.send(("ready", os.getpid()))
     try:
-        _serve(worker, jobs, results, current, parent)
+        _serve(worker, jobs, results, current, cooldown, parent)
     finally:
         with contextlib.suppress(Exception):
             worker.close()
@@ -85,6 +90,7 @@ def _serve(
     jobs: Queue[list[Delivery] | None],
     results: Connection,
     current: Synchronized[int],
+    cooldown: Synchronized[float],
     parent: int,
 ) -> None:
     while True:
@@ -100,13 +106,30 @@ def _serve(
         flushed_at = time.monotonic()
         for delivery in batch:
             current.value = delivery.id
-            pending.append(run_send(worker, delivery))
+            outcome = _attempt(worker, delivery, cooldown)
             current.value = 0
+            pending.append(outcome)
             if time.monotonic() - flushed_at >= FLUSH_SECONDS:
                 results.send(("outcomes", pending))
                 pending, flushed_at = [], time.monotonic()
         if pending:
             results.send(("outcomes", pending))
+
+
+def _attempt(worker: Worker, delivery: Delivery, cooldown: Synchronized[float]) -> Outcome:
+    """Send, unless the delivery may not go now: its channel cools down, its lease is over
+    (it was handed out again meanwhile), or its time-to-live passed while it waited here."""
+    now = time.time()
+    if now < cooldown.value or now >= delivery.leased_until:
+        return _outcome(delivery, OutcomeKind.UNSTARTED, None, time.monotonic())
+    if now >= delivery.expires_at:
+        error = "time-to-live passed before the attempt"
+        return _outcome(delivery, OutcomeKind.EXPIRED, error, time.monotonic())
+    outcome = run_send(worker, delivery)
+    if outcome.retry_after is not None:
+        # The siblings of this process read the same value: the whole channel waits.
+        cooldown.value = max(cooldown.value, time.time() + outcome.retry_after)
+    return outcome
 
 
 def run_send(worker: Worker, delivery: Delivery) -> Outcome:

@@ -24,6 +24,7 @@ from notifierd.supervisor.child import ChildSpec, child_main
 
 log = structlog.get_logger("notifierd.supervisor")
 
+REAP_SECONDS = 2.0
 MessageHandler = Callable[["WorkerProcess", tuple[Any, ...]], None]
 ExitHandler = Callable[["WorkerProcess"], None]
 
@@ -35,6 +36,7 @@ class WorkerProcess:
         self,
         context: SpawnContext,
         spec: ChildSpec,
+        cooldown: Synchronized[float],
         on_message: MessageHandler,
         on_exit: ExitHandler,
     ) -> None:
@@ -51,7 +53,7 @@ class WorkerProcess:
         self._current: Synchronized[int] = context.Value("q", 0, lock=False)
         self._process: SpawnProcess = context.Process(
             target=child_main,
-            args=(spec, self._jobs, child_end, self._current),
+            args=(spec, self._jobs, child_end, self._current, cooldown),
             name=f"{spec.channel}-worker-{spec.index}",
             daemon=False,
         )
@@ -124,7 +126,9 @@ class WorkerProcess:
         self._drain()
         with contextlib.suppress(ValueError, OSError):
             loop.remove_reader(self._results.fileno())
-        self._process.join(timeout=0)
+        # The sentinel turns readable as the child closes its files on exit, a moment before
+        # the kernel makes it a zombie that can be reaped: wait for that moment.
+        self._process.join(timeout=REAP_SECONDS)
         self._exited = True
         self._results.close()
         self._jobs.cancel_join_thread()  # what is left in the queue is in the Store anyway
