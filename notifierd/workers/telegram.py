@@ -289,9 +289,8 @@ class TelegramWorker(Worker):
         message_ids: list[object] = []
         for index in range(first, len(parts)):
             if index > first and interval:
-                time.sleep(
-                    interval
-                )  # parts go to one chat: keep to its pace, as the dispatcher does
+                # The parts go to one chat: keep to its pace, as the dispatcher does.
+                time.sleep(interval)
             log.debug(
                 "telegram.sending",
                 channel=self.channel,

@@ -516,7 +516,8 @@ def _chat_object(chat_id: int | str) -> dict[str, Any]:
     number = int(chat_id)
     if number > 0:
         return {"id": number, "type": "private", "first_name": "Test"}
-    kind = "supergroup" if str(number).startswith("-100") else "group"
+    # Supergroup and channel ids are -100 followed by ten or more digits.
+    kind = "supergroup" if number <= -1_000_000_000_000 else "group"
     return {"id": number, "type": kind, "title": "Test group"}
 
 
