@@ -383,7 +383,7 @@ class TelegramWorker(Worker):
                 f"Telegram did not answer within {timeout:g} s ({type(exc).__name__})"
             )
         except requests.RequestException as exc:
-            failure = TemporaryFailure(f"cannot reach Telegram: {self._redact(str(exc))}")
+            failure = TemporaryFailure(f"connection to Telegram failed: {self._redact(str(exc))}")
         # Raised outside the `except` so that it has neither a cause nor a context that holds
         # the requests exception, whose text contains the URL and so the token.
         raise failure

@@ -4,7 +4,7 @@ It answers `sendMessage` the way the real server does (provider-protocols.md §1
 envelope, the HTTP status equal to `error_code`, the "Bad Request: …" style descriptions, 401 for
 an unknown token and 404 for a malformed one or an unknown method, the 4096-character limit and
 the parse_mode check. Per chat, it can instead be told to answer any failure a real deployment
-meets, including a 502 HTML page, a non-JSON 200, a slow answer and a connection reset.
+meets, including a 502 HTML page, a non-JSON 200, a slow answer and connection resets.
 
 It runs its own event loop in a background thread, so synchronous tests, asyncio tests and
 daemon processes can all talk to it at `fake.url`::
@@ -43,7 +43,7 @@ from aiohttp import web
 #: The token the fake accepts unless told otherwise. Shaped like a real one.
 TOKEN = "123456789:AAF4k3-T0k3n_for_tests_only_aBcDeFgHiJk"
 
-ReplyKind = Literal["ok", "error", "html", "non_json", "slow", "reset"]
+ReplyKind = Literal["ok", "error", "html", "non_json", "slow", "reset", "reset_mid_body"]
 _PATH = re.compile(r"/bot(?P<token>[^/]*)/(?P<method>[^/]+)")
 _TOKEN_SHAPE = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
 _PARSE_MODES = {"html", "markdown", "markdownv2"}
@@ -159,6 +159,11 @@ class Reply:
         """Record the request, then reset the connection (RST) without answering."""
         return cls("reset", 0)
 
+    @classmethod
+    def reset_mid_body(cls) -> Reply:
+        """Send the 200 headers and the start of the body, then reset the connection."""
+        return cls("reset_mid_body", 200)
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -194,8 +199,9 @@ class Recorded:
 
     @property
     def accepted(self) -> bool:
-        """The fake accepted the message (a `slow` one counts: the client may have gone)."""
-        return self.reply in ("ok", "slow") and self.status == 200
+        """The fake accepted the message. A `slow` or `reset_mid_body` answer counts: the
+        client may not have seen the answer, but a real server would have sent the message."""
+        return self.reply in ("ok", "slow", "reset_mid_body") and self.status == 200
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -376,24 +382,20 @@ class FakeTelegramApi:
                 reply = chat.always
             else:
                 reply = self._default
-        if reply.kind in ("ok", "slow"):
+        if reply.kind in ("ok", "slow", "reset_mid_body"):
             return _validate(params) or reply
         return reply
 
     async def _answer(
         self, request: web.Request, reply: Reply, params: dict[str, Any]
     ) -> web.StreamResponse:
-        if reply.kind == "reset":
-            sock = request.transport.get_extra_info("socket") if request.transport else None
-            if sock is not None:
-                # Linger 0: close() sends an RST, not a FIN, as a crashed middlebox would.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            if request.transport is not None:
-                request.transport.abort()
-            # The connection is gone, so aiohttp cancels this handler (handler_cancellation).
-            assert self._stopping is not None
-            await self._stopping.wait()
-            return web.Response(status=500)
+        if reply.kind == "reset_mid_body":
+            response = web.StreamResponse(headers={"Content-Length": "200"})
+            response.content_type = "application/json"
+            await response.prepare(request)
+            await response.write(b'{"ok":true,"result":{"message_id":')
+        if reply.kind in ("reset", "reset_mid_body"):
+            return await self._reset(request)
         if reply.kind == "html":
             return web.Response(
                 status=reply.status, text=_BAD_GATEWAY_PAGE, content_type="text/html"
@@ -415,6 +417,18 @@ class FakeTelegramApi:
             headers = {"Retry-After": reply.retry_after_header} if reply.retry_after_header else {}
             return web.json_response(error, status=reply.status, headers=headers)
         return web.json_response({"ok": True, "result": self._message(params)})
+
+    async def _reset(self, request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        if transport is not None:
+            # Linger 0: closing sends an RST, not a FIN, as a crashed middlebox would.
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        # The connection is gone, so aiohttp cancels this handler (handler_cancellation).
+        assert self._stopping is not None
+        await self._stopping.wait()
+        return web.Response(status=500)
 
     def _message(self, params: dict[str, Any]) -> dict[str, Any]:
         """A Message object for an accepted sendMessage, as the real server returns it."""

@@ -462,7 +462,8 @@ def test_429_without_any_delay_leaves_it_to_the_channel_policy(
         (Reply.bad_gateway_html(), "HTTP 502 with a body that is not Bot API JSON (text/html)"),
         (Reply.non_json(), "HTTP 200 with a body that is not Bot API JSON (text/plain)"),
         (Reply.slow(30), "did not answer within 0.3 s (ReadTimeout)"),
-        (Reply.reset(), "cannot reach Telegram: ('Connection aborted."),
+        (Reply.reset(), "connection to Telegram failed: ('Connection aborted."),
+        (Reply.reset_mid_body(), 'connection to Telegram failed: ("Connection broken'),
     ],
 )
 def test_transient_trouble_is_temporary(
@@ -489,7 +490,7 @@ def test_slow_answer_was_recorded_before_the_timeout(
 
 
 def test_connection_refused_is_temporary(closed_port_url: str, make_worker: MakeWorker) -> None:
-    with pytest.raises(TemporaryFailure, match="cannot reach Telegram") as caught:
+    with pytest.raises(TemporaryFailure, match="connection to Telegram failed") as caught:
         make_worker(api_url=closed_port_url).send(delivery("hi"))
     assert "/bot***/sendMessage" in caught.value.message
 
@@ -622,6 +623,7 @@ FAILURES = [
     Reply.non_json(),
     Reply.slow(30),
     Reply.reset(),
+    Reply.reset_mid_body(),
     Reply("html", 404),
 ]
 
