@@ -74,6 +74,12 @@ class Worker(ABC):
         return build_pattern(cls.allowed_characters, cls.max_length)
 
     @classmethod
+    def message_pattern(cls, params: BaseModel) -> str:
+        """The default pattern of a channel with these params, unless the channel overrides it.
+        Override when a parameter changes what the remote accepts (Telegram's `split_long`)."""
+        return cls.default_pattern()
+
+    @classmethod
     def check_message(cls, params: BaseModel, message: str) -> str | None:
         """An extra check of a message, beyond the pattern: None if fine, else the reason,
         shown to the client in the 422. Used when the pattern cannot say enough (SMS parts)."""

@@ -1,0 +1,477 @@
+"""The `telegram` worker: sends each delivery as a Bot API `sendMessage` to one chat.
+
+A channel lists one chat or several (`chat_id`); a job fans out into one delivery per chat, and
+`send` gets the chat id as `delivery.recipient`. The dispatcher paces deliveries with
+`channel_rate` and `recipient_interval`, which default to Telegram's published limits (about
+30 messages/s per bot, 1/s per chat, 20/min per group) so that the channel does not collect 429s.
+
+How answers are classified (PTB and the Bot API server agree, see provider-protocols.md §1):
+
+- `parameters.migrate_to_chat_id` (a group became a supergroup): resend to the new id at once,
+  and warn the operator to update `chat_id`;
+- 429 / `parameters.retry_after`: `TemporaryFailure` with exactly that `retry_after`;
+- connection errors, timeouts, 5xx, a body that is not the Bot API's JSON: `TemporaryFailure`;
+- 401, and a JSON 404 (a bad token): `ChannelMisconfigured`, saying what to fix;
+- 400, 403 and other 4xx: `PermanentFailure` with Telegram's description.
+
+Long text (`split_long: true`) goes out as several messages, in order; the delivery is done when
+all of them are. A retry cannot be told which parts went out (the delivery carries no state), so
+this process remembers, per delivery, how many parts Telegram accepted and a retry that lands in
+the same process resumes after them; a retry handled by another process (or after a restart)
+sends every part again. That is the at-least-once promise of DESIGN §2, applied per part.
+
+The bot token is in every request URL, so it is kept out of everything this module emits:
+exceptions are rebuilt from scratch with the token redacted (never chained to the requests
+exception, whose text holds the URL), and urllib3's debug lines are redacted by a log filter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+import requests
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from notifierd import __version__
+from notifierd.errors import (
+    ChannelMisconfigured,
+    DeliveryError,
+    PermanentFailure,
+    TemporaryFailure,
+)
+from notifierd.messages import Delivery
+from notifierd.workers.base import Worker, build_pattern
+
+log = structlog.get_logger("notifierd.worker.telegram")
+
+#: Telegram's limit on the text of one message.
+TEXT_LIMIT = 4096
+#: How many times one part may be re-targeted by `migrate_to_chat_id` before giving up; one is
+#: what happens in practice, more means the server is confused.
+MAX_MIGRATIONS = 3
+#: Deliveries whose partial progress a worker process remembers (see the module docstring).
+PROGRESS_MEMORY = 1024
+#: urllib3 loggers whose debug lines carry the request URL, and with it the token.
+URLLIB3_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
+REDACTED = "***"
+_USERNAME = re.compile(r"@[A-Za-z0-9_]+")
+_INTEGER = re.compile(r"-?[0-9]+")
+
+ChatId = int | str
+
+
+def redact(text: str, secret: str) -> str:
+    """`text` with every occurrence of `secret`, raw or URL-quoted, replaced by `***`."""
+    if not secret:
+        return text
+    for form in {secret, quote(secret, safe=""), quote(secret, safe=":")}:
+        text = text.replace(form, REDACTED)
+    return text
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units. Sources disagree whether Telegram's 4096 counts code points
+    or UTF-16 units; a part within 4096 UTF-16 units is within the limit either way."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _prefix_within(text: str, limit: int) -> int:
+    """The length of the longest prefix of `text` of at most `limit` UTF-16 units."""
+    end = min(len(text), limit)
+    while (excess := utf16_len(text[:end]) - limit) > 0:
+        end -= (excess + 1) // 2  # a code point is one or two units: never steps back too far
+    return end
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """`text` cut into parts of at most `limit` UTF-16 units, in order: at the last newline
+    within the limit, else the last space, else hard. The newline or space at a cut is dropped
+    (Telegram trims it anyway), and so are parts that are only whitespace (Telegram refuses an
+    empty text)."""
+    parts: list[str] = []
+    rest = text
+    while utf16_len(rest) > limit:
+        end = _prefix_within(rest, limit)
+        # The separator itself is dropped, so it may sit just past the limit.
+        head = rest[: end + 1]
+        cut = head.rfind("\n")
+        if cut <= 0:
+            cut = head.rfind(" ")
+        if cut > 0:
+            parts.append(rest[:cut])
+            rest = rest[cut + 1 :]
+        else:
+            parts.append(rest[:end])
+            rest = rest[end:]
+    parts.append(rest)
+    return [part for part in parts if part.strip()]
+
+
+def _parse_chat_id(value: object, where: str) -> ChatId:
+    # bool is an int subclass: `chat_id: yes` must not become chat 1.
+    if isinstance(value, int) and not isinstance(value, bool) and value != 0:
+        return value
+    if isinstance(value, str):
+        value = value.strip()
+        if _INTEGER.fullmatch(value) and int(value) != 0:
+            return int(value)  # an id that came through an environment variable as text
+        if _USERNAME.fullmatch(value):
+            return value
+    raise ValueError(
+        f"{where} must be a non-zero integer chat id (e.g. -1001234567890) or a public "
+        f"channel username starting with '@' (e.g. '@mychannel'), got {value!r}"
+    )
+
+
+class TelegramParams(BaseModel):
+    """The `params` of a `telegram` channel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    #: The bot token from @BotFather, usually "${TELEGRAM_BOT_TOKEN}".
+    token: SecretStr = Field(min_length=1)
+    #: One chat or a list; each gets its own delivery (DESIGN §2). Stored as a tuple.
+    chat_id: tuple[ChatId, ...]
+    message_thread_id: int | None = Field(default=None, gt=0)
+    parse_mode: Literal["HTML", "MarkdownV2", "Markdown"] | None = None
+    disable_notification: bool = False
+    protect_content: bool = False
+    link_preview: bool = True
+    #: The Bot API server; a self-hosted `telegram-bot-api` or a test fake sets it.
+    api_url: str = "https://api.telegram.org"
+    #: Seconds, for connecting and for each read. Kept well under the worker's lease (120 s) so
+    #: that a slow answer never lets the delivery be handed to a second process meanwhile.
+    timeout: float = Field(default=10.0, gt=0, le=60)
+    #: Send text longer than 4096 characters as several messages instead of refusing it (422).
+    split_long: bool = False
+    #: With `split_long`, the most messages one text may become.
+    max_parts: int = Field(default=8, ge=1, le=64)
+    #: Messages per second for the whole channel (Telegram: about 30 per bot); null: no limit.
+    rate_per_second: float | None = Field(default=30.0, gt=0)
+    #: Seconds between messages to one private chat (Telegram: about 1 per second).
+    chat_interval: float = Field(default=1.0, ge=0)
+    #: Seconds between messages to one group, supergroup or channel (Telegram: 20 per minute).
+    group_chat_interval: float = Field(default=3.0, ge=0)
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat_ids(cls, value: object) -> tuple[ChatId, ...]:
+        if not isinstance(value, list | tuple):
+            return (_parse_chat_id(value, "chat_id"),)
+        if not value:
+            raise ValueError("chat_id must name at least one chat")
+        chats = tuple(_parse_chat_id(item, f"chat_id item {i + 1}") for i, item in enumerate(value))
+        seen: set[ChatId] = set()
+        for chat in chats:
+            if chat in seen:
+                raise ValueError(f"chat_id lists {chat!r} twice; each chat would get it twice")
+            seen.add(chat)
+        return chats
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(
+                "api_url must be an http:// or https:// URL, e.g. https://api.telegram.org"
+            )
+        return value.rstrip("/")
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a stdlib log record so that the token does not appear in it."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message, self.secret)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+class TelegramWorker(Worker):
+    """Sends deliveries to Telegram chats through the Bot API's `sendMessage`."""
+
+    Params: ClassVar[type[BaseModel]] = TelegramParams
+    max_length: ClassVar[int] = TEXT_LIMIT
+
+    def __init__(self, channel: str, params: BaseModel) -> None:
+        super().__init__(channel, params)
+        assert isinstance(params, TelegramParams)
+        self._params = params
+        self._token = params.token.get_secret_value()
+        self._url = f"{params.api_url}/bot{quote(self._token, safe=':')}/sendMessage"
+        self._session: requests.Session | None = None
+        self._log_filter = _RedactingFilter(self._token)
+        # What this process learnt while sending: chats that moved, and parts already delivered.
+        self._migrated: dict[str, ChatId] = {}
+        self._progress: OrderedDict[int, int] = OrderedDict()
+
+    # -- what the core asks the class --------------------------------------------------------
+
+    @classmethod
+    def message_pattern(cls, params: BaseModel) -> str:
+        """With `split_long`, text up to `max_parts` messages long; else one message's worth."""
+        assert isinstance(params, TelegramParams)
+        if params.split_long:
+            return build_pattern(cls.allowed_characters, TEXT_LIMIT * params.max_parts)
+        return cls.default_pattern()
+
+    @classmethod
+    def check_message(cls, params: BaseModel, message: str) -> str | None:
+        assert isinstance(params, TelegramParams)
+        if params.split_long and len(parts := split_text(message)) > params.max_parts:
+            return (
+                f"the message would be split into {len(parts)} Telegram messages; "
+                f"this channel allows at most {params.max_parts} (max_parts)"
+            )
+        return None
+
+    @classmethod
+    def recipients(cls, params: BaseModel) -> list[str]:
+        assert isinstance(params, TelegramParams)
+        return [str(chat) for chat in params.chat_id]
+
+    @classmethod
+    def channel_rate(cls, params: BaseModel) -> float | None:
+        assert isinstance(params, TelegramParams)
+        return params.rate_per_second
+
+    @classmethod
+    def recipient_interval(cls, params: BaseModel, recipient: str) -> float:
+        """Private chats (positive ids) get `chat_interval`; groups, supergroups and channels
+        (negative ids) and '@username' chats (channels or public supergroups, which may be
+        groups) get the stricter `group_chat_interval`."""
+        assert isinstance(params, TelegramParams)
+        if _INTEGER.fullmatch(recipient) and int(recipient) > 0:
+            return params.chat_interval
+        return params.group_chat_interval
+
+    # -- the worker process ------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = f"notifierd/{__version__}"
+        for name in URLLIB3_LOGGERS:
+            logging.getLogger(name).addFilter(self._log_filter)
+
+    def close(self) -> None:
+        for name in URLLIB3_LOGGERS:
+            logging.getLogger(name).removeFilter(self._log_filter)
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def send(self, delivery: Delivery) -> None:
+        chat = self._migrated.get(delivery.recipient) or _recipient_chat(delivery.recipient)
+        text = delivery.message
+        parts = split_text(text) if self._params.split_long else [text]
+        # Parts an earlier attempt in this process already delivered are not sent again.
+        first = self._progress.pop(delivery.id, 0)
+        interval = self.recipient_interval(self._params, delivery.recipient)
+        message_ids: list[object] = []
+        for index in range(first, len(parts)):
+            if index > first and interval:
+                # The parts go to one chat: keep to its pace, as the dispatcher does.
+                time.sleep(interval)
+            log.debug(
+                "telegram.sending",
+                channel=self.channel,
+                delivery_id=delivery.id,
+                chat_id=chat,
+                part=index + 1,
+                parts=len(parts),
+                length=len(parts[index]),
+            )
+            try:
+                chat, message_id = self._send_part(delivery, chat, parts[index])
+            except DeliveryError as exc:
+                if index == 0:
+                    raise
+                self._remember_progress(delivery.id, index)
+                raise _prefixed(
+                    exc, f"part {index + 1} of {len(parts)}, after {index} sent: "
+                ) from None
+            message_ids.append(message_id)
+        log.info(
+            "telegram.delivered",
+            channel=self.channel,
+            delivery_id=delivery.id,
+            chat_id=chat,
+            parts=len(parts),
+            message_ids=message_ids,
+        )
+
+    def _remember_progress(self, delivery_id: int, parts_sent: int) -> None:
+        self._progress[delivery_id] = parts_sent
+        while len(self._progress) > PROGRESS_MEMORY:
+            self._progress.popitem(last=False)
+
+    def _send_part(self, delivery: Delivery, chat: ChatId, text: str) -> tuple[ChatId, object]:
+        """Send one message; return the chat it went to (it may have moved) and its id."""
+        for _ in range(MAX_MIGRATIONS + 1):
+            try:
+                result = self._classify(self._post(self._payload(chat, text)), chat)
+            except _ChatMigratedError as moved:
+                new_chat = moved.new_chat
+            else:
+                return chat, result.get("message_id")
+            log.warning(
+                "telegram.chat_migrated",
+                channel=self.channel,
+                old_chat_id=chat,
+                new_chat_id=new_chat,
+                hint=(
+                    f"the group {chat} became the supergroup {new_chat}; messages are sent there "
+                    f"now, but set chat_id to {new_chat} in the config of channel "
+                    f"{self.channel!r} (this process forgets it at restart)"
+                ),
+            )
+            self._migrated[delivery.recipient] = new_chat
+            chat = new_chat
+        raise PermanentFailure(f"Telegram chat {delivery.recipient} kept migrating; last to {chat}")
+
+    def _payload(self, chat: ChatId, text: str) -> dict[str, Any]:
+        params = self._params
+        payload: dict[str, Any] = {"chat_id": chat, "text": text}
+        if params.message_thread_id is not None:
+            payload["message_thread_id"] = params.message_thread_id
+        if params.parse_mode is not None:
+            payload["parse_mode"] = params.parse_mode
+        if params.disable_notification:
+            payload["disable_notification"] = True
+        if params.protect_content:
+            payload["protect_content"] = True
+        if not params.link_preview:
+            # Bot API 7.0 replaced `disable_web_page_preview` with this object.
+            payload["link_preview_options"] = {"is_disabled": True}
+        return payload
+
+    def _post(self, payload: dict[str, Any]) -> requests.Response:
+        if self._session is None:
+            raise RuntimeError("TelegramWorker.send called before open()")
+        timeout = self._params.timeout
+        try:
+            return self._session.post(
+                self._url,
+                # Plain UTF-8, not \u escapes: Cyrillic text is a third of the size.
+                data=json.dumps(payload, ensure_ascii=False).encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=(timeout, timeout),
+                # A redirect would turn the POST into a GET without the message; report it.
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            failure = TemporaryFailure(
+                f"Telegram did not answer within {timeout:g} s ({type(exc).__name__})"
+            )
+        except requests.RequestException as exc:
+            failure = TemporaryFailure(f"connection to Telegram failed: {self._redact(str(exc))}")
+        # Raised outside the `except` so that it has neither a cause nor a context that holds
+        # the requests exception, whose text contains the URL and so the token.
+        raise failure
+
+    def _classify(self, response: requests.Response, chat: ChatId) -> dict[str, Any]:
+        """The `result` of a successful answer; else raises a `DeliveryError`, or
+        `_ChatMigratedError` when the chat moved."""
+        status = response.status_code
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        if not (isinstance(body, dict) and isinstance(body.get("ok"), bool)):
+            raise self._not_bot_api(response)
+        if body["ok"]:
+            result = body.get("result")
+            return result if isinstance(result, dict) else {}
+        raw_parameters, error_code = body.get("parameters"), body.get("error_code")
+        parameters: dict[str, Any] = raw_parameters if isinstance(raw_parameters, dict) else {}
+        code: int = error_code if isinstance(error_code, int) else status
+        description = self._redact(str(body.get("description") or f"HTTP {status}"))
+        # As in PTB, the parameters win over the status code.
+        if isinstance(parameters.get("migrate_to_chat_id"), int):
+            raise _ChatMigratedError(parameters["migrate_to_chat_id"])
+        if code == 429 or "retry_after" in parameters:
+            retry_after = _seconds(parameters.get("retry_after")) or _seconds(
+                response.headers.get("Retry-After")
+            )
+            raise TemporaryFailure(f"Telegram rate limit ({code} {description})", retry_after)
+        if code in (401, 404):
+            raise ChannelMisconfigured(
+                f"Telegram rejected the bot token ({code} {description}): set params.token of "
+                f"channel {self.channel!r} (usually ${{TELEGRAM_BOT_TOKEN}}) to the token "
+                f"@BotFather gave, and check that api_url {self._params.api_url!r} is a Bot "
+                "API server; deliveries stay queued until it is fixed"
+            )
+        if code >= 500 or code == 408:
+            raise TemporaryFailure(f"Telegram server error ({code} {description})")
+        raise PermanentFailure(
+            f"Telegram refused the message for chat {chat} ({code} {description})"
+        )
+
+    def _not_bot_api(self, response: requests.Response) -> DeliveryError:
+        """The failure for an answer that is not the Bot API's JSON envelope."""
+        status = response.status_code
+        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+        what = f"HTTP {status} with a body that is not Bot API JSON ({kind})"
+        if status == 404 or 300 <= status < 400:
+            # Telegram itself answers 404 in JSON; an HTML 404 or a redirect means api_url
+            # does not point at a Bot API server, which a retry will not change.
+            return ChannelMisconfigured(
+                f"api_url {self._params.api_url!r} of channel {self.channel!r} does not look "
+                f"like a Bot API server: {what}; deliveries stay queued until it is fixed"
+            )
+        # A 502 HTML page from Telegram's front end, a proxy's error page: come back later.
+        return TemporaryFailure(f"Telegram answered {what}")
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._token)
+
+
+class _ChatMigratedError(Exception):
+    """The chat became a supergroup with a new id (`parameters.migrate_to_chat_id`)."""
+
+    def __init__(self, new_chat: int) -> None:
+        super().__init__(new_chat)
+        self.new_chat = new_chat
+
+
+def _prefixed(failure: DeliveryError, prefix: str) -> DeliveryError:
+    """The same outcome as `failure`, its message prefixed (to say which part failed)."""
+    message = prefix + failure.message
+    if isinstance(failure, TemporaryFailure):
+        return TemporaryFailure(message, failure.retry_after)
+    return type(failure)(message)
+
+
+def _recipient_chat(recipient: str) -> ChatId:
+    """The chat id as the Bot API wants it: an integer, or the '@username' string."""
+    return int(recipient) if _INTEGER.fullmatch(recipient) else recipient
+
+
+def _seconds(value: object) -> float | None:
+    """A positive number of seconds from a JSON number or a header, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP-date Retry-After: Telegram sends seconds, the core backs off
+    return seconds if seconds > 0 else None
