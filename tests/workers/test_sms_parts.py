@@ -1,5 +1,7 @@
 """SMS parts counting: GSM-7 vs UCS-2 detection and the part boundaries."""
 
+# ruff: noqa: RUF001 - Russian texts are the point: Cyrillic letters are meant
+
 from __future__ import annotations
 
 import re
