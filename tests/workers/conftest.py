@@ -11,6 +11,7 @@ import pytest
 from notifierd.workers.base import Worker
 from tests.fakes.sms_gateway import FakeSmsGateway
 from tests.fakes.smsru import FakeSmsRu
+from tests.fakes.smtp import FakeSmtp
 from tests.fakes.tls import Certificate, self_signed_certificate
 from tests.fakes.twilio import FakeTwilio
 
@@ -59,3 +60,20 @@ def open_worker() -> Iterator[Callable[..., Any]]:
     yield make
     for worker in opened:
         worker.close()
+
+
+@pytest.fixture
+def smtp_server(certificate: Certificate) -> Iterator[Callable[..., FakeSmtp]]:
+    """`smtp_server(security=..., username=..., ...)`: a started `FakeSmtp` with the test
+    certificate, stopped at the end of the test."""
+    started: list[FakeSmtp] = []
+
+    def make(**kwargs: Any) -> FakeSmtp:
+        server = FakeSmtp(certificate, **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
