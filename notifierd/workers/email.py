@@ -217,6 +217,9 @@ class EmailWorker(Worker):
 
     Params = EmailParams
     max_length = 100_000
+    # One send is several round trips (connect, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA), each
+    # bounded by `timeout`: hold the lease long enough that a slow server is not raced.
+    lease_seconds = 300.0
 
     def __init__(self, channel: str, params: BaseModel) -> None:
         super().__init__(channel, params)

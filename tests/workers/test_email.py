@@ -6,6 +6,7 @@ replies injected at RCPT and DATA, and dropped connections."""
 from __future__ import annotations
 
 import base64
+import pickle
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -99,9 +100,11 @@ def test_parameter_errors(change: dict[str, Any], loc: tuple[Any, ...], fragment
     assert fragment in message
 
 
-def test_password_hidden_in_repr() -> None:
+def test_password_hidden_in_repr_and_params_survive_pickling() -> None:
     params = EmailParams.model_validate({**BASE, "username": USER, "password": PASSWORD})
     assert PASSWORD not in repr(params)
+    # Params travel to spawned worker processes.
+    assert pickle.loads(pickle.dumps(params)) == params
 
 
 # --- Subject and message ----------------------------------------------------------------------

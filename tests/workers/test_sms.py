@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Callable
 from typing import Any
@@ -166,16 +167,19 @@ def test_http_gateway_parameter_errors(change: dict[str, Any], fragment: str) ->
     assert fragment in message
 
 
-def test_secrets_are_hidden_in_the_params_repr() -> None:
-    for params in (
+def test_secrets_hidden_in_repr_and_params_survive_pickling() -> None:
+    for raw in (
         twilio_params("http://x"),
         smsru_params("http://x"),
         kannel_params("http://x"),
     ):
-        shown = repr(SmsParams.model_validate(params))
+        params = SmsParams.model_validate(raw)
+        shown = repr(params)
         assert DEFAULT_TOKEN not in shown
         assert DEFAULT_API_ID not in shown
         assert "kannel-pass-9d2f" not in shown
+        # Params travel to spawned worker processes.
+        assert pickle.loads(pickle.dumps(params)) == params
 
 
 def test_send_needs_open() -> None:
