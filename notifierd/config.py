@@ -152,7 +152,7 @@ def _build_channel(path: Path, key: str, name: str, entry: Any, default_ttl: int
         processes=spec.processes,
         retry=spec.retry,
         ttl=spec.ttl or default_ttl,
-        pattern=re.compile(spec.message_pattern or worker_class.default_pattern()),
+        pattern=re.compile(spec.message_pattern or worker_class.message_pattern(params)),
         lease=spec.lease or worker_class.lease_seconds,
         prefetch=spec.prefetch or worker_class.prefetch,
         recipients=recipients,

@@ -72,7 +72,7 @@ def child_main(
         sys.exit(EXIT_BOOT_FAILURE)
     results.send(("ready", os.getpid()))
     try:
-        _serve(worker, jobs, results, current, cooldown, parent)
+        _serve(worker, _Links(jobs, results, current, cooldown), parent)
     finally:
         with contextlib.suppress(Exception):
             worker.close()
@@ -85,17 +85,20 @@ def _start_worker(spec: ChildSpec) -> Worker:
     return worker
 
 
-def _serve(
-    worker: Worker,
-    jobs: Queue[list[Delivery] | None],
-    results: Connection,
-    current: Synchronized[int],
-    cooldown: Synchronized[float],
-    parent: int,
-) -> None:
+@dataclass(frozen=True)
+class _Links:
+    """The process's connections to its parent."""
+
+    jobs: Queue[list[Delivery] | None]
+    results: Connection
+    current: Synchronized[int]
+    cooldown: Synchronized[float]
+
+
+def _serve(worker: Worker, links: _Links, parent: int) -> None:
     while True:
         try:
-            batch = jobs.get(timeout=PARENT_CHECK_SECONDS)
+            batch = links.jobs.get(timeout=PARENT_CHECK_SECONDS)
         except queue.Empty:
             if os.getppid() != parent:
                 return  # the parent died: nobody would read our outcomes
@@ -105,15 +108,15 @@ def _serve(
         pending: list[Outcome] = []
         flushed_at = time.monotonic()
         for delivery in batch:
-            current.value = delivery.id
-            outcome = _attempt(worker, delivery, cooldown)
-            current.value = 0
+            links.current.value = delivery.id
+            outcome = _attempt(worker, delivery, links.cooldown)
+            links.current.value = 0
             pending.append(outcome)
             if time.monotonic() - flushed_at >= FLUSH_SECONDS:
-                results.send(("outcomes", pending))
+                links.results.send(("outcomes", pending))
                 pending, flushed_at = [], time.monotonic()
         if pending:
-            results.send(("outcomes", pending))
+            links.results.send(("outcomes", pending))
 
 
 def _attempt(worker: Worker, delivery: Delivery, cooldown: Synchronized[float]) -> Outcome:

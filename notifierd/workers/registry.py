@@ -12,7 +12,10 @@ ENTRY_POINT_GROUP = "notifierd.workers"
 # The built-ins are registered as entry points in pyproject.toml; this map only serves a
 # checkout that runs without being installed (bin/notifierd), where no entry point exists.
 BUILTIN_WORKERS = {
+    "email": "notifierd.workers.email:EmailWorker",
     "null": "notifierd.workers.null:NullWorker",
+    "sms": "notifierd.workers.sms:SmsWorker",
+    "telegram": "notifierd.workers.telegram:TelegramWorker",
 }
 
 

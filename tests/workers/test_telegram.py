@@ -1,5 +1,5 @@
 """The Telegram worker, called in-process against the fake Bot API server."""
-# ruff: noqa: RUF001  (the Cyrillic text is the point)
+
 
 from __future__ import annotations
 

@@ -1,0 +1,78 @@
+"""Helpers for workers that talk to a remote service: reading `Retry-After`, classifying an
+HTTP status, and keeping secrets out of the text of errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, quote_plus
+
+import requests
+
+from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
+
+REDACTED = "***"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP-date), or None
+    when it is absent or unreadable. Never negative."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret, raw or URL-encoded, replaced by `***`."""
+    for secret in secrets:
+        if not secret:
+            continue
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            text = text.replace(form, REDACTED)
+    return text
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    """A one-line start of a remote's answer, for an error message."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def connection_failure(
+    what: str, exc: requests.RequestException, secrets: Iterable[str]
+) -> TemporaryFailure:
+    """The temporary failure for a request that got no answer (refused, reset, timed out)."""
+    kind = "timed out" if isinstance(exc, requests.Timeout) else "failed"
+    detail = redact(str(exc), secrets)
+    return TemporaryFailure(f"{what}: request {kind}: {type(exc).__name__}: {excerpt(detail)}")
+
+
+def status_failure(
+    what: str, response: requests.Response, detail: str
+) -> TemporaryFailure | PermanentFailure | ChannelMisconfigured:
+    """The usual meaning of a non-success HTTP status: 429, 408 and 5xx are temporary (429 with
+    its `Retry-After`), 401/403/407 and redirects mean the channel is misconfigured (bad
+    credentials, wrong `base_url`), other 4xx are a refusal of the message."""
+    status = response.status_code
+    text = f"{what}: HTTP {status}: {detail}" if detail else f"{what}: HTTP {status}"
+    if status == 429:
+        return TemporaryFailure(text, parse_retry_after(response.headers.get("Retry-After")))
+    if status == 408 or status >= 500:
+        return TemporaryFailure(text)
+    if status in (401, 403, 407) or 300 <= status < 400:
+        return ChannelMisconfigured(text)
+    if 400 <= status < 500:
+        return PermanentFailure(text)
+    return TemporaryFailure(text)

@@ -1,0 +1,140 @@
+"""The `sms` worker: a short message to a set of phone numbers through an SMS gateway.
+
+Channel parameters (one delivery per phone):
+
+```yaml
+params:
+  provider: twilio            # twilio | smsru | http, see sms_providers
+  account_sid: AC0123...
+  auth_token: "${TWILIO_AUTH_TOKEN}"
+  sender: "+15005550006"
+  phones: ["+79251234567", "+447700900123"]
+  max_parts: 6                # the longest message allowed, in SMS parts (default 6)
+  timeout: 10                 # seconds per request
+```
+
+A message is accepted when it fits in `max_parts` parts: GSM-7 texts take 160 characters in one
+SMS or 153 per part, UCS-2 texts (anything outside GSM-7, e.g. Cyrillic) 70 or 67 per part.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import requests
+import structlog
+from pydantic import (
+    BaseModel,
+    Field,
+    ModelWrapValidatorHandler,
+    RootModel,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
+
+from notifierd import __version__
+from notifierd.messages import Delivery
+from notifierd.workers.base import Worker
+from notifierd.workers.sms_parts import GSM7_PER_PART, count_parts
+from notifierd.workers.sms_providers import (
+    MAX_PARTS_LIMIT,
+    HttpGatewayParams,
+    SmsRuParams,
+    TwilioParams,
+    send_http,
+    send_smsru,
+    send_twilio,
+)
+
+log = structlog.get_logger("notifierd.worker.sms")
+
+ProviderParams = Annotated[
+    TwilioParams | SmsRuParams | HttpGatewayParams, Field(discriminator="provider")
+]
+
+
+class SmsParams(RootModel[ProviderParams]):
+    """The parameters of an `sms` channel: one model per `provider`, all flat in `params`."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _flat_locations(cls, data: Any, handler: ModelWrapValidatorHandler[SmsParams]) -> SmsParams:
+        # A tagged union puts the tag first in an error's location ("twilio.phones.0"); the
+        # YAML has no such key, so drop it, and point tag errors at `provider`.
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            tag = data.get("provider") if isinstance(data, dict) else None
+            details: list[InitErrorDetails] = []
+            for error in exc.errors():
+                loc = error["loc"]
+                if tag is not None and loc[:1] == (tag,):
+                    loc = loc[1:]
+                elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                    loc = ("provider",)
+                detail = InitErrorDetails(type=error["type"], loc=loc, input=error["input"])
+                if "ctx" in error:
+                    detail["ctx"] = error["ctx"]
+                details.append(detail)
+            raise ValidationError.from_exception_data(exc.title, details) from None
+
+
+class SmsWorker(Worker):
+    """Sends each delivery as one request to the channel's gateway."""
+
+    Params = SmsParams
+    max_length = MAX_PARTS_LIMIT * GSM7_PER_PART
+
+    def __init__(self, channel: str, params: BaseModel) -> None:
+        super().__init__(channel, params)
+        self._session: requests.Session | None = None
+
+    @classmethod
+    def recipients(cls, params: BaseModel) -> list[str]:
+        assert isinstance(params, SmsParams)
+        return list(params.root.phones)
+
+    @classmethod
+    def check_message(cls, params: BaseModel, message: str) -> str | None:
+        assert isinstance(params, SmsParams)
+        limit = params.root.max_parts
+        parts = count_parts(message)
+        if parts.parts <= limit:
+            return None
+        return (
+            f"the message needs {parts.parts} SMS parts ({parts.encoding.value}, "
+            f"{parts.per_part} characters per part); this channel allows at most {limit}"
+        )
+
+    def open(self) -> None:
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = f"notifierd/{__version__}"
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def send(self, delivery: Delivery) -> None:
+        if self._session is None:
+            raise RuntimeError("SmsWorker.send() called before open()")
+        params = self.params
+        assert isinstance(params, SmsParams)
+        provider = params.root
+        if isinstance(provider, TwilioParams):
+            remote_id = send_twilio(self._session, provider, delivery.recipient, delivery.message)
+        elif isinstance(provider, SmsRuParams):
+            remote_id = send_smsru(self._session, provider, delivery.recipient, delivery.message)
+        else:
+            remote_id = send_http(self._session, provider, delivery.recipient, delivery.message)
+        log.info(
+            "sms.delivered",
+            channel=delivery.channel,
+            delivery_id=delivery.id,
+            provider=provider.provider,
+            recipient=delivery.recipient,
+            parts=count_parts(delivery.message).parts,
+            attempt=delivery.attempt,
+            remote_id=remote_id,
+        )

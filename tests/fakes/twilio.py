@@ -1,0 +1,200 @@
+"""A fake of Twilio's Messages API, speaking its real protocol.
+
+`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP Basic with `AccountSid:AuthToken`,
+a form-urlencoded body (JSON is refused, error 21604 as Twilio does) with `To`, `Body` and
+`From` or `MessagingServiceSid`. `201` with the Message resource on success; errors are
+`{"code", "message", "more_info", "status"}` with the HTTP status in `status`.
+
+Script answers per `To` number; unscripted numbers are accepted:
+
+    fake = FakeTwilio()
+    fake.script("+15005550001", twilio_error(21211), rate_limited(retry_after=2), ACCEPT)
+    with fake as base_url: ...
+    fake.messages   # what was accepted (and what a 500-after-recording kept)
+    fake.requests   # every request, as received
+
+Replies: `ACCEPT`, `twilio_error(code, status=400)`, `rate_limited(retry_after=None)`,
+`server_error(status=500, code=20500, recorded=True)`, and the shared `Raw`, `Slow`, `Reset`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import secrets
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from tests.fakes.server import (
+    Raw,
+    RecordedRequest,
+    Reset,
+    ThreadedServer,
+    raw_response,
+    record,
+    reset_connection,
+    unwrap_slow,
+)
+
+DEFAULT_SID = "AC" + "0123456789abcdef" * 2
+DEFAULT_TOKEN = "tw-auth-token-3f9c0a7e"
+
+ERROR_MESSAGES = {
+    20003: "Authenticate",
+    20429: "Too Many Requests",
+    20500: "Internal Server Error",
+    20503: "Service Unavailable",
+    21211: "The 'To' number is not a valid phone number.",
+    21602: "Message body is required.",
+    21603: "The 'From' number or a MessagingServiceSid is required.",
+    21604: "A 'To' phone number is required.",
+    21610: "Attempt to send to unsubscribed recipient",
+    21614: "'To' number is not a valid mobile number",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+}
+
+
+@dataclass(frozen=True)
+class Accept:
+    """201 with the Message resource."""
+
+
+ACCEPT = Accept()
+
+
+@dataclass(frozen=True)
+class TwilioError:
+    status: int
+    code: int
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Record the message as sent before answering (Twilio's 20500 may have sent it).
+    recorded: bool = False
+
+
+def twilio_error(code: int, status: int = 400, message: str | None = None) -> TwilioError:
+    return TwilioError(status, code, message or ERROR_MESSAGES.get(code, "Error"))
+
+
+def rate_limited(retry_after: int | None = None) -> TwilioError:
+    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+    return TwilioError(429, 20429, ERROR_MESSAGES[20429], headers)
+
+
+def server_error(status: int = 500, code: int = 20500, recorded: bool = True) -> TwilioError:
+    return TwilioError(status, code, ERROR_MESSAGES.get(code, "Error"), recorded=recorded)
+
+
+@dataclass(frozen=True)
+class TwilioMessage:
+    sid: str
+    to: str
+    body: str
+    from_: str | None
+    messaging_service_sid: str | None
+
+
+class FakeTwilio(ThreadedServer):
+    def __init__(self, account_sid: str = DEFAULT_SID, auth_token: str = DEFAULT_TOKEN) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.requests: list[RecordedRequest] = []
+        self.messages: list[TwilioMessage] = []
+        self._scripts: defaultdict[str, deque[object]] = defaultdict(deque)
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
+        super().__init__(app)
+
+    def script(self, phone: str, *replies: object) -> None:
+        """Answer the next requests to `phone` with `replies`, in order."""
+        self._scripts[phone].extend(replies)
+
+    async def _create_message(self, request: web.Request) -> web.StreamResponse:
+        recorded = await record(request)
+        self.requests.append(recorded)
+        refusal = self._check(request, recorded)
+        if refusal is not None:
+            return _error_response(refusal)
+        to = recorded.params["To"]
+        script = self._scripts[to]
+        delay, reply = unwrap_slow(script.popleft() if script else ACCEPT, ACCEPT)
+        response: web.StreamResponse
+        if isinstance(reply, Accept):
+            message = self._keep(recorded)
+            response = web.json_response(_resource(message, self.account_sid), status=201)
+        elif isinstance(reply, TwilioError):
+            if reply.recorded:
+                self._keep(recorded)
+            response = _error_response(reply)
+        elif isinstance(reply, Raw):
+            response = raw_response(reply)
+        elif isinstance(reply, Reset):
+            return reset_connection(request)
+        else:
+            raise TypeError(f"not a Twilio reply: {reply!r}")
+        if delay:
+            await asyncio.sleep(delay)
+        return response
+
+    def _check(self, request: web.Request, recorded: RecordedRequest) -> TwilioError | None:
+        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        if (
+            request.match_info["sid"] != self.account_sid
+            or request.headers.get("Authorization") != f"Basic {expected}"
+        ):
+            return twilio_error(20003, status=401)
+        if recorded.content_type != "application/x-www-form-urlencoded":
+            return twilio_error(21604)
+        params = recorded.params
+        if not params.get("To"):
+            return twilio_error(21604)
+        if re.fullmatch(r"\+[1-9][0-9]{7,14}", params["To"]) is None:
+            return twilio_error(21211)
+        if not params.get("From") and not params.get("MessagingServiceSid"):
+            return twilio_error(21603)
+        if not params.get("Body"):
+            return twilio_error(21602)
+        if len(params["Body"]) > 1600:
+            return twilio_error(21617)
+        return None
+
+    def _keep(self, recorded: RecordedRequest) -> TwilioMessage:
+        params = recorded.params
+        message = TwilioMessage(
+            sid="SM" + secrets.token_hex(16),
+            to=params["To"],
+            body=params["Body"],
+            from_=params.get("From"),
+            messaging_service_sid=params.get("MessagingServiceSid"),
+        )
+        self.messages.append(message)
+        return message
+
+
+def _resource(message: TwilioMessage, account_sid: str) -> dict[str, object]:
+    return {
+        "sid": message.sid,
+        "account_sid": account_sid,
+        "to": message.to,
+        "from": message.from_,
+        "messaging_service_sid": message.messaging_service_sid,
+        "body": message.body,
+        "status": "queued",
+        "num_segments": "1",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{message.sid}.json",
+    }
+
+
+def _error_response(error: TwilioError) -> web.Response:
+    body = {
+        "code": error.code,
+        "message": error.message,
+        "more_info": f"https://www.twilio.com/docs/errors/{error.code}",
+        "status": error.status,
+    }
+    return web.json_response(body, status=error.status, headers=error.headers)
