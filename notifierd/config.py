@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,12 @@ class RetryPolicy(BaseModel):
     def delay_after(self, attempt: int, spread: float) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based). `spread` is a
         random number in [-1, 1] supplied by the caller (tests pass fixed values)."""
-        base = min(self.delay * self.backoff ** (attempt - 1), self.max_delay)
+        # Cap the exponent before raising: a large attempt number must not overflow a float.
+        exponent = min(attempt - 1, 1024)
+        try:
+            base = min(self.delay * self.backoff**exponent, self.max_delay)
+        except OverflowError:
+            base = self.max_delay
         return max(0.0, base * (1 + self.jitter * spread))
 
 
@@ -104,8 +109,9 @@ class Channel:
 
 def load_channels(path: Path, default_ttl: int) -> dict[str, Channel]:
     """Read and check the channel file. Raises `ConfigError` listing every problem found."""
-    raw = _read_yaml(path)
-    problems: list[str] = []
+    unset: list[tuple[str, str]] = []
+    raw = _expand_env(path, _read_yaml(path), "", unset)
+    problems = [problem for _, problem in unset]
     try:
         document = ChannelFile.model_validate(raw)
     except ValidationError as exc:
@@ -115,6 +121,8 @@ def load_channels(path: Path, default_ttl: int) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     for name, entry in document.channels.items():
         key = f"channels.{name}"
+        if any(where == key or where.startswith(f"{key}.") for where, _ in unset):
+            continue  # already reported: a variable it needs is not set
         try:
             if not isinstance(name, str) or CHANNEL_NAME.fullmatch(name) is None:
                 raise ConfigError(
@@ -176,15 +184,24 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges; keys written here override the merged ones
         key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a key must be a plain value, not a list or a mapping",
+                key_node.start_mark,
+            )
+        if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
             )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=True)
 
 
 _StrictLoader.add_constructor(
@@ -206,15 +223,18 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(document, Mapping):
         raise ConfigError(f"{path}: the file must be a mapping with a 'channels' key")
-    return _expand_env(path, document, "")
+    return document
 
 
-def _expand_env(path: Path, node: Any, key: str) -> Any:
-    """Replace `${VAR}` in every string with the environment's value (`$$` is a literal `$`)."""
+def _expand_env(path: Path, node: Any, key: str, unset: list[tuple[str, str]]) -> Any:
+    """Replace `${VAR}` in every string with the environment's value (`$$` is a literal `$`).
+    A variable that is not set is added to `unset` as (key path, problem)."""
     if isinstance(node, Mapping):
-        return {k: _expand_env(path, v, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+        return {
+            k: _expand_env(path, v, f"{key}.{k}" if key else str(k), unset) for k, v in node.items()
+        }
     if isinstance(node, list):
-        return [_expand_env(path, v, f"{key}.{i}") for i, v in enumerate(node)]
+        return [_expand_env(path, v, f"{key}.{i}", unset) for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -223,7 +243,8 @@ def _expand_env(path: Path, node: Any, key: str) -> Any:
                 return "$"
             value = os.environ.get(variable)
             if value is None:
-                raise ConfigError(f"{path}: {key}: environment variable {variable} is not set")
+                unset.append((key, f"{path}: {key}: environment variable {variable} is not set"))
+                return ""
             return value
 
         return ENV_REFERENCE.sub(substitute, node)

@@ -32,6 +32,7 @@ class Intake(Protocol):
         """Store the job durably; returns its id."""
 
 
+ROUTING_ERRORS = {404: "not_found", 405: "method_not_allowed"}
 INTAKE = web.AppKey("intake", Intake)
 LIMITS = web.AppKey("limits", tuple)
 
@@ -95,8 +96,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         if exc.status == 413:
             return error_response(413, "body_too_large", "the body is too large")
-        code = (exc.reason or "error").lower().replace(" ", "_")
-        return error_response(exc.status, code, exc.reason or "error")
+        response = error_response(
+            exc.status, ROUTING_ERRORS.get(exc.status, "http_error"), exc.reason or "error"
+        )
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("api.internal_error", path=request.path)
         return error_response(500, "internal_error", "an internal error occurred; see the log")

@@ -93,12 +93,18 @@ async def _read_multipart(request: web.Request, max_size: int) -> dict[str, Any]
 def _json_object(raw: bytes) -> dict[str, Any]:
     text = _utf8(raw, "body")
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
+        document = json.loads(text, object_pairs_hook=_unique_object)
+    except FieldError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         raise FieldError("invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise FieldError("invalid_json", "the JSON body must be an object")
     return document
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return _unique(pairs, "body")
 
 
 def _decode_pairs(text: str, where: str) -> list[tuple[str, str]]:
@@ -115,8 +121,8 @@ def _utf8(raw: bytes, where: str) -> str:
         raise FieldError("invalid_encoding", f"the {where} is not valid UTF-8") from None
 
 
-def _unique(pairs: list[tuple[str, str]], where: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
+def _unique(pairs: list[tuple[str, Any]], where: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
     for name, value in pairs:
         if name in fields:
             raise FieldError(

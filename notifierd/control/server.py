@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class ControlServer:
         self.path = path
         self._commands = commands
         self._server: asyncio.AbstractServer | None = None
+        self._owns_socket = False
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +36,7 @@ class ControlServer:
         self._server = await asyncio.start_unix_server(
             self._serve, path=str(self.path), limit=MAX_LINE
         )
+        self._owns_socket = True
         self.path.chmod(SOCKET_MODE)
 
     async def close(self) -> None:
@@ -41,13 +44,18 @@ class ControlServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self._owns_socket:
+            self._owns_socket = False
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
     def _remove_stale_socket(self) -> None:
-        """A socket file left by a killed daemon is removed; a live daemon's is not."""
+        """A socket file left by a killed daemon is removed; a live daemon's is not, and
+        neither is anything that is not a socket (a mistyped --socket must not delete files)."""
         if not self.path.exists():
             return
+        if not stat.S_ISSOCK(self.path.lstat().st_mode):
+            raise CommandError(f"{self.path} exists and is not a socket")
         import socket  # noqa: PLC0415 - only needed here
 
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -130,6 +130,9 @@ class SqliteStore(Store):
     def _write(self, operation: Operation) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if self._write_conn is None:
+            future.set_exception(StoreError("the store is closed"))
+            return future
         self._pending.append((operation, future))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
@@ -140,9 +143,12 @@ class SqliteStore(Store):
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                results = await loop.run_in_executor(
-                    self._writer, self._run_batch, [operation for operation, _ in batch]
-                )
+                try:
+                    results = await loop.run_in_executor(
+                        self._writer, self._run_batch, [operation for operation, _ in batch]
+                    )
+                except Exception as exc:  # the executor is gone: fail, never leave one hanging
+                    results = [(False, StoreError(f"the store cannot write: {exc}"))] * len(batch)
                 for (_, future), (ok, value) in zip(batch, results, strict=True):
                     if future.done():
                         continue
@@ -292,7 +298,7 @@ class SqliteStore(Store):
         return int(await self._write(run))
 
     async def lapse_leases(self, now: float, policies: Mapping[str, RetryPolicy]) -> list[Lapsed]:
-        spread = self._random.uniform(-1, 1)
+        draw = self._random.uniform
 
         def run(conn: sqlite3.Connection) -> list[Lapsed]:
             rows = conn.execute(
@@ -309,7 +315,7 @@ class SqliteStore(Store):
                     OutcomeKind.LAPSED,
                     error="the worker held the delivery past its lease",
                 )
-                state = _apply_outcome(conn, outcome, policy, now, spread)
+                state = _apply_outcome(conn, outcome, policy, now, draw(-1, 1))
                 if state is not None:
                     lapsed.append(Lapsed(delivery_id, channel, state))
             return lapsed
@@ -390,8 +396,7 @@ class SqliteStore(Store):
         def run(conn: sqlite3.Connection) -> dict[str, str]:
             return dict(conn.execute("SELECT name, value FROM flags").fetchall())
 
-        result: dict[str, str] = await self._write(run)
-        return result
+        return await self._read(run)
 
     async def set_flag(self, name: str, value: str | None) -> None:
         def run(conn: sqlite3.Connection) -> None:

@@ -30,7 +30,9 @@ class TokenBucket:
 
     def _refill(self, now: float) -> None:
         if self._updated is not None:
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            # A wall clock stepping back must not drain the bucket.
+            elapsed = max(0.0, now - self._updated)
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
         self._updated = now
 
 

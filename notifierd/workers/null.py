@@ -39,7 +39,10 @@ class Fault(BaseModel):
     @field_validator("match")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        re.compile(value)
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
         return value
 
     def applies(self, delivery: Delivery) -> bool:

@@ -15,7 +15,12 @@ def make_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
     """Create (not start) daemons from a channel file text; all are cleaned up after."""
     made: list[Daemon] = []
 
-    def make(config_text: str, name: str = "d", env: dict[str, str] | None = None) -> Daemon:
+    def make(
+        config_text: str,
+        name: str = "d",
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> Daemon:
         config = write_config(tmp_path / f"{name}-channels.yaml", config_text)
         daemon = Daemon(
             config=config,
@@ -23,6 +28,7 @@ def make_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
             socket=short_socket_dir() / "ctl.sock",
             log=tmp_path / f"{name}.log",
             env=env,
+            extra_args=extra_args,
         )
         made.append(daemon)
         return daemon

@@ -1,0 +1,205 @@
+"""`after_outcome`: every transition of a leased delivery (DESIGN §2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from notifierd.config import RetryPolicy
+from notifierd.lifecycle import Transition, after_outcome
+from notifierd.states import DeliveryState, OutcomeKind
+
+NOW = 1000.0
+EXPIRES = NOW + 3600
+POLICY = RetryPolicy(delay=10, backoff=2, max_delay=100, max_attempts=4, jitter=0.5)
+
+Q, DEAD, EXPIRED = DeliveryState.QUEUED, DeliveryState.DEAD, DeliveryState.EXPIRED
+COUNTED = (OutcomeKind.TEMPORARY, OutcomeKind.CRASHED, OutcomeKind.LAPSED)
+
+
+def transition(
+    kind: OutcomeKind,
+    attempts: int = 1,
+    expires_at: float = EXPIRES,
+    error: str | None = "oops",
+    retry_after: float | None = None,
+    spread: float = 0.0,
+    policy: RetryPolicy = POLICY,
+) -> Transition:
+    return after_outcome(
+        kind=kind,
+        attempts=attempts,
+        expires_at=expires_at,
+        error=error,
+        retry_after=retry_after,
+        policy=policy,
+        now=NOW,
+        spread=spread,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs", "expected"),
+    [
+        # leased -> DELIVERED
+        ("delivered", {"kind": OutcomeKind.DELIVERED}, Transition(DeliveryState.DELIVERED)),
+        (
+            "delivered on the last attempt past expiry",
+            {"kind": OutcomeKind.DELIVERED, "attempts": 4, "expires_at": NOW - 1},
+            Transition(DeliveryState.DELIVERED),
+        ),
+        # leased -> FAILED, error kept
+        (
+            "permanent",
+            {"kind": OutcomeKind.PERMANENT, "error": "chat not found"},
+            Transition(DeliveryState.FAILED, error="chat not found"),
+        ),
+        (
+            "permanent on the last attempt",
+            {"kind": OutcomeKind.PERMANENT, "attempts": 4},
+            Transition(DeliveryState.FAILED, error="oops"),
+        ),
+        # temporary, attempts left, next try before expiry -> queued with backoff
+        ("temporary 1", {"kind": OutcomeKind.TEMPORARY}, Transition(Q, NOW + 10, "oops")),
+        (
+            "temporary 2",
+            {"kind": OutcomeKind.TEMPORARY, "attempts": 2},
+            Transition(Q, NOW + 20, "oops"),
+        ),
+        (
+            "temporary 3",
+            {"kind": OutcomeKind.TEMPORARY, "attempts": 3},
+            Transition(Q, NOW + 40, "oops"),
+        ),
+        (
+            "temporary, jitter up",
+            {"kind": OutcomeKind.TEMPORARY, "spread": 1.0},
+            Transition(Q, NOW + 15, "oops"),
+        ),
+        (
+            "temporary, jitter down",
+            {"kind": OutcomeKind.TEMPORARY, "spread": -1.0},
+            Transition(Q, NOW + 5, "oops"),
+        ),
+        (
+            "retry-after overrides the backoff",
+            {"kind": OutcomeKind.TEMPORARY, "retry_after": 2.5, "spread": 1.0},
+            Transition(Q, NOW + 2.5, "oops"),
+        ),
+        (
+            "retry-after beyond max_delay",
+            {"kind": OutcomeKind.TEMPORARY, "retry_after": 500.0},
+            Transition(Q, NOW + 500, "oops"),
+        ),
+        (
+            "retry-after zero",
+            {"kind": OutcomeKind.TEMPORARY, "retry_after": 0.0},
+            Transition(Q, NOW, "oops"),
+        ),
+        # temporary, attempts used up -> DEAD
+        (
+            "temporary, last attempt",
+            {"kind": OutcomeKind.TEMPORARY, "attempts": 4},
+            Transition(DEAD, error="oops"),
+        ),
+        (
+            "temporary, beyond the last attempt",
+            {"kind": OutcomeKind.TEMPORARY, "attempts": 9},
+            Transition(DEAD, error="oops"),
+        ),
+        (
+            "dead wins over expired",
+            {"kind": OutcomeKind.TEMPORARY, "attempts": 4, "expires_at": NOW},
+            Transition(DEAD, error="oops"),
+        ),
+        (
+            "retry-after does not save the last attempt",
+            {"kind": OutcomeKind.TEMPORARY, "attempts": 4, "retry_after": 1.0},
+            Transition(DEAD, error="oops"),
+        ),
+        # temporary, next try at or after expires_at -> EXPIRED
+        (
+            "next try exactly at expiry",
+            {"kind": OutcomeKind.TEMPORARY, "expires_at": NOW + 10},
+            Transition(EXPIRED, error="oops"),
+        ),
+        (
+            "next try just before expiry",
+            {"kind": OutcomeKind.TEMPORARY, "expires_at": NOW + 10.001},
+            Transition(Q, NOW + 10, "oops"),
+        ),
+        (
+            "retry-after past expiry",
+            {"kind": OutcomeKind.TEMPORARY, "retry_after": 3600.0},
+            Transition(EXPIRED, error="oops"),
+        ),
+        # misconfigured: the attempt is given back, due now
+        (
+            "misconfigured",
+            {"kind": OutcomeKind.MISCONFIGURED, "attempts": 4, "error": "bad token"},
+            Transition(Q, NOW, "bad token", uncount=True),
+        ),
+        (
+            "misconfigured past expiry",
+            {"kind": OutcomeKind.MISCONFIGURED, "expires_at": NOW},
+            Transition(EXPIRED, error="oops"),
+        ),
+        # unstarted: the attempt is given back, due time kept
+        (
+            "unstarted",
+            {"kind": OutcomeKind.UNSTARTED, "attempts": 4, "error": None},
+            Transition(Q, uncount=True),
+        ),
+        (
+            "unstarted past expiry (the expiry sweep ends it)",
+            {"kind": OutcomeKind.UNSTARTED, "expires_at": NOW - 1, "error": None},
+            Transition(Q, uncount=True),
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_transition(case: str, kwargs: dict[str, object], expected: Transition) -> None:
+    assert transition(**kwargs) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", COUNTED)
+def test_counted_kinds_behave_alike(kind: OutcomeKind) -> None:
+    """A crash or a lapsed lease counts like a temporary failure, so a poison message ends
+    DEAD rather than looping."""
+    assert transition(kind) == Transition(Q, NOW + 10, "oops")
+    assert transition(kind, attempts=4) == Transition(DEAD, error="oops")
+    assert transition(kind, expires_at=NOW + 5) == Transition(EXPIRED, error="oops")
+    assert not transition(kind).uncount
+
+
+def test_expired_in_the_worker_queue() -> None:
+    result = transition(OutcomeKind("expired"), error="ttl")
+    assert result.state is EXPIRED
+    assert result.uncount
+    assert result.error == "ttl"
+
+
+def test_every_outcome_kind_has_a_transition() -> None:
+    for kind in OutcomeKind:
+        for attempts in (1, POLICY.max_attempts):
+            result = transition(kind, attempts=attempts)
+            assert isinstance(result.state, DeliveryState)
+            assert result.state is not DeliveryState.LEASED
+
+
+def test_no_attempt_given_back_for_counted_or_terminal() -> None:
+    for kind in (*COUNTED, OutcomeKind.DELIVERED, OutcomeKind.PERMANENT):
+        assert not transition(kind).uncount, kind
+
+
+def test_max_attempts_one_means_no_retry() -> None:
+    policy = RetryPolicy(max_attempts=1)
+    assert transition(OutcomeKind.TEMPORARY, policy=policy).state is DEAD
+
+
+def test_state_properties() -> None:
+    assert {s for s in DeliveryState if s.terminal} == {
+        DeliveryState.DELIVERED,
+        DeliveryState.FAILED,
+        DeliveryState.DEAD,
+        DeliveryState.EXPIRED,
+    }
