@@ -14,16 +14,22 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from notifierd.api.access_log import AccessLogger
 from notifierd.api.app import build_app
+from notifierd.api.auth import PROTECTED
 from notifierd.api.validation import SendRequest
 from notifierd.config import Channel
 from notifierd.control.server import CommandError, ControlServer
 from notifierd.errors import StoreError
+from notifierd.journal import job_as_json
+from notifierd.logs import LogFiles
+from notifierd.metrics import Metrics
 from notifierd.settings import Settings
 from notifierd.states import RETRYABLE_STATES, DeliveryState
 from notifierd.store import NewJob, SqliteStore, Store
 from notifierd.supervisor.channel import ChannelRunner
 from notifierd.supervisor.process import spawn_context
+from notifierd.systemd import Notifier
 
 log = structlog.get_logger("notifierd")
 
@@ -31,12 +37,23 @@ PAUSED_FLAG = "paused"
 STOPPED_FLAG = "stopped:"  # + channel name
 HOUSEKEEPING_SECONDS = 1.0
 KILL_WAIT_SECONDS = 5.0
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
+PRUNE_BATCH = 1000
+PRUNE_PAUSE = 0.05  # between full batches: let the writer serve intake
+PRUNE_IDLE_SECONDS = 60.0
 
 
 class Daemon:
-    def __init__(self, settings: Settings, channels: Mapping[str, Channel]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        channels: Mapping[str, Channel],
+        log_files: LogFiles | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = Metrics()
+        self._log_files = log_files
+        self._systemd = notifier or Notifier()
         self._channels = dict(channels)
         self.store: Store = SqliteStore(settings.database_path)
         self.paused = False
@@ -73,7 +90,16 @@ class Daemon:
         job = NewJob(channel.name, request.message, channel.recipients, request.delay, channel.ttl)
         job_id = await self.store.add(job, time.time())
         self._runners[channel.name].wake()
+        self.metrics.accepted.labels(channel.name).inc()
         return job_id
+
+    async def job(self, job_id: int) -> dict[str, Any] | None:
+        record = await self.store.get_job(job_id)
+        return None if record is None else job_as_json(record)
+
+    async def metrics_text(self) -> bytes:
+        counts = await self.store.counts(time.time())
+        return self.metrics.render(counts, list(self._channels), self.paused)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -98,7 +124,14 @@ class Daemon:
             await self._start_http()
             self._start_channels()
             self._install_signal_handlers()
-            housekeeping = asyncio.get_running_loop().create_task(self._housekeeping())
+            loop = asyncio.get_running_loop()
+            background = [
+                loop.create_task(self._housekeeping()),
+                loop.create_task(self._prune_journal()),
+            ]
+            if self._systemd.watchdog_seconds:
+                background.append(loop.create_task(self._watchdog(self._systemd.watchdog_seconds)))
+            self._systemd.notify("READY=1", f"STATUS={self._status_line()}")
             log.info(
                 "notifierd.started",
                 http=f"http://{self.settings.host}:{self._bound_port()}",
@@ -109,9 +142,10 @@ class Daemon:
                 recovered_leases=recovered,
             )
             await self._stop_requested.wait()
-            housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
+            self._systemd.notify("STOPPING=1", "STATUS=stopping: workers finish what they hold")
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self._shutdown()
         finally:
             if self._http is not None:
@@ -119,11 +153,22 @@ class Daemon:
             await self._control.close()
 
     async def _start_http(self) -> None:
-        app = build_app(self, self.settings.max_body_size, self.settings.max_delay)
+        protected = set(PROTECTED)
+        if self.settings.auth_ping:
+            protected.add("ping")
+        if self.settings.auth_metrics:
+            protected.add("metrics")
+        app = build_app(
+            self,
+            self.settings.max_body_size,
+            self.settings.max_delay,
+            tokens=self.settings.api_tokens,
+            protected=frozenset(protected),
+        )
         self._http = web.AppRunner(
             app,
             access_log=logging.getLogger("aiohttp.access") if self.settings.access_log else None,
-            access_log_format=ACCESS_LOG_FORMAT,
+            access_log_class=AccessLogger,
             handle_signals=False,
         )
         await self._http.setup()
@@ -144,9 +189,10 @@ class Daemon:
                 channel,
                 self.store,
                 context,
-                self.settings.log_level,
+                self.settings.effective_log_level,
                 on_store_error=self._store_failed,
                 on_worker_exit=self._worker_exited.set,
+                metrics=self.metrics,
             )
             self._runners[name] = runner
             runner.start_dispatcher()
@@ -157,6 +203,13 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._handle_stop_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._handle_hangup)
+
+    def _handle_hangup(self) -> None:
+        """SIGHUP: reopen the log file, so that logrotate can move it away."""
+        if self._log_files is not None:
+            self._log_files.reopen()
+        log.info("notifierd.log_reopened")
 
     def _handle_stop_signal(self, signum: int) -> None:
         if not self._stop_requested.is_set():
@@ -210,19 +263,49 @@ class Daemon:
             except StoreError as exc:
                 self._store_failed(exc)
                 continue
-            if expired:
-                log.info("deliveries.expired", count=expired)
+            for channel, count in expired.items():
+                self.metrics.count_state(channel, DeliveryState.EXPIRED, count)
+                log.info("deliveries.expired", channel=channel, count=count)
             for item in lapsed:
                 runner = self._runners.get(item.channel)
                 if runner is not None:
                     runner.kill_holder(item.id)
                     runner.wake()
+                self.metrics.count_state(item.channel, item.state)
                 log.warning(
                     "delivery.lease_lapsed",
                     channel=item.channel,
                     delivery_id=item.id,
                     state=item.state,
                 )
+
+    async def _prune_journal(self) -> None:
+        """Delete finished deliveries older than the retention, a small batch at a time so
+        that intake never waits long behind it."""
+        while True:
+            try:
+                before = time.time() - self.settings.journal_retention
+                pruned = await self.store.prune(before, PRUNE_BATCH)
+            except StoreError as exc:
+                self._store_failed(exc)
+                pruned = 0
+            if pruned:
+                log.debug("journal.pruned", deliveries=pruned)
+            await asyncio.sleep(PRUNE_PAUSE if pruned == PRUNE_BATCH else PRUNE_IDLE_SECONDS)
+
+    async def _watchdog(self, seconds: float) -> None:
+        # Sent from the event loop itself: if the loop stalls, the pings stop and systemd acts.
+        while True:
+            self._systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(seconds)
+
+    def _status_line(self) -> str:
+        if self.paused:
+            return "paused (maintenance)"
+        return (
+            f"serving {len(self._channels)} channel(s) on "
+            f"http://{self.settings.host}:{self._bound_port()}"
+        )
 
     def _store_failed(self, exc: Exception) -> None:
         log.error("store.failed", error=str(exc), exc_info=not isinstance(exc, StoreError))
@@ -265,6 +348,7 @@ class Daemon:
         self.paused = True
         for runner in self._runners.values():
             runner.deactivate()
+        self._systemd.notify(f"STATUS={self._status_line()}")
         log.warning("notifierd.paused")
         return {"paused": True}
 
@@ -274,6 +358,7 @@ class Daemon:
         for name, runner in self._runners.items():
             if name not in self._stopped_channels and not self.stopping:
                 runner.activate()
+        self._systemd.notify(f"STATUS={self._status_line()}")
         log.warning("notifierd.resumed")
         return {"paused": False}
 

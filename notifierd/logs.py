@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import logging.handlers
 import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
@@ -39,11 +40,37 @@ def _shared_processors() -> list[Any]:
     ]
 
 
+LIBRARY_LOGGERS = ("asyncio", "aiohttp", "urllib3", "multiprocessing")
+
+
+class LogFiles:
+    """The parent's log file handlers; `reopen` (on SIGHUP) lets an external logrotate move
+    the file away: the next line goes to a new file at the configured path."""
+
+    def __init__(self, handlers: list[logging.FileHandler]) -> None:
+        self._handlers = handlers
+
+    def reopen(self) -> None:
+        for handler in self._handlers:
+            with handler.lock or contextlib.nullcontext():
+                if handler.stream is not None:
+                    handler.stream.close()
+                    handler.stream = None
+                # FileHandler opens a new stream at the next record.
+
+
 def configure_parent_logging(
-    level: str, log_format: str = "auto", log_file: Path | None = None
-) -> None:
+    level: str,
+    log_format: str = "auto",
+    log_file: Path | None = None,
+    *,
+    verbose: int = 0,
+    max_bytes: int = 0,
+    backups: int = 0,
+) -> LogFiles:
     """Route structlog and stdlib logging (aiohttp's access log included) through one
-    renderer: console on a terminal (or when asked), JSON otherwise."""
+    renderer: console on a terminal (or when asked), JSON otherwise. `verbose` 1 is debug for
+    notifierd; 2 also lets the libraries' debug output through."""
     console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
     shared = _shared_processors()
     structlog.configure(
@@ -57,12 +84,22 @@ def configure_parent_logging(
         cache_logger_on_first_use=True,
     )
     handlers: list[logging.Handler] = [_handler(logging.StreamHandler(sys.stderr), console)]
+    files: list[logging.FileHandler] = []
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(_handler(logging.FileHandler(log_file, encoding="utf-8"), False))
+        file_handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
+        files.append(file_handler)
+        handlers.append(_handler(file_handler, False))
+    number = logging.DEBUG if verbose else level_number(level)
     root = logging.getLogger()
     root.handlers = handlers
-    root.setLevel(level_number(level))
+    root.setLevel(number)
+    library_level = number if verbose >= 2 else max(number, logging.INFO)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)
+    return LogFiles(files)
 
 
 def _handler(handler: logging.Handler, console: bool) -> logging.Handler:

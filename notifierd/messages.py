@@ -21,6 +21,8 @@ class Delivery:
     expires_at: float = float("inf")
     #: Wall-clock time when the lease ends; an attempt started later would be a duplicate.
     leased_until: float = float("inf")
+    #: Wall-clock time the job was accepted (for the accept-to-delivered latency).
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

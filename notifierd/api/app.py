@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
+from notifierd.api.auth import PROTECTED, Middleware, bearer_auth
 from notifierd.api.body import BodyError, parse_query, read_body
 from notifierd.api.validation import FieldError, SendRequest, control_string, validate_send
 from notifierd.config import Channel
@@ -31,7 +33,15 @@ class Intake(Protocol):
     async def accept(self, channel: Channel, request: SendRequest) -> int:
         """Store the job durably; returns its id."""
 
+    async def job(self, job_id: int) -> dict[str, Any] | None:
+        """The job as the journal knows it, or None."""
 
+    async def metrics_text(self) -> bytes:
+        """The Prometheus exposition text."""
+
+
+MAX_ID_DIGITS = 18
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ROUTING_ERRORS = {404: "not_found", 405: "method_not_allowed"}
 INTAKE = web.AppKey("intake", Intake)
 LIMITS = web.AppKey("limits", tuple)
@@ -44,6 +54,10 @@ def error_response(
     if field is not None:
         body["field"] = field
     return web.json_response(body, status=status)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def unavailable() -> web.Response:
@@ -80,6 +94,23 @@ async def send(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204, headers={"X-Job-Id": str(job_id)})
 
 
+async def job(request: web.Request) -> web.StreamResponse:
+    raw = request.match_info["job_id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_ID_DIGITS:
+        return error_response(404, "unknown_job", f"there is no job {raw!r}")
+    found = await request.app[INTAKE].job(int(raw))
+    if found is None:
+        return error_response(
+            404, "unknown_job", f"there is no job {raw} (or it was pruned from the journal)"
+        )
+    return web.json_response(found, dumps=_dumps)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    body = await request.app[INTAKE].metrics_text()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 async def ping(request: web.Request) -> web.StreamResponse:
     if request.app[INTAKE].unavailable:
         return unavailable()
@@ -107,10 +138,22 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, "internal_error", "an internal error occurred; see the log")
 
 
-def build_app(intake: Intake, max_body_size: int, max_delay: int) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=max_body_size)
+def build_app(
+    intake: Intake,
+    max_body_size: int,
+    max_delay: int,
+    tokens: tuple[str, ...] = (),
+    protected: frozenset[str] = PROTECTED,
+) -> web.Application:
+    """The API. With `tokens`, the routes named in `protected` need a bearer token."""
+    middlewares: list[Middleware] = [json_errors]
+    if tokens:
+        middlewares.append(bearer_auth(tokens, protected))
+    app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
     app[INTAKE] = intake
     app[LIMITS] = (max_body_size, max_delay)
-    app.router.add_post("/api/send/{channel}", send)
-    app.router.add_get("/api/ping", ping)
+    app.router.add_post("/api/send/{channel}", send, name="send")
+    app.router.add_get("/api/jobs/{job_id}", job, name="jobs")
+    app.router.add_get("/api/ping", ping, name="ping")
+    app.router.add_get("/metrics", metrics, name="metrics")
     return app

@@ -43,11 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{settings.config}: {len(channels)} channel(s) OK: {', '.join(channels)}")
         return 0
-    configure_parent_logging(settings.log_level, settings.log_format, settings.log_file)
+    log_files = configure_parent_logging(
+        settings.log_level,
+        settings.log_format,
+        settings.log_file,
+        verbose=settings.verbose,
+        max_bytes=settings.log_file_max_bytes,
+        backups=settings.log_file_backups,
+    )
     from notifierd.daemon import Daemon  # noqa: PLC0415 - keep check-config light
 
     try:
-        return asyncio.run(Daemon(settings, channels).run())
+        return asyncio.run(Daemon(settings, channels, log_files).run())
     except (StoreError, CommandError, OSError) as exc:
         structlog.get_logger("notifierd").critical("notifierd.failed", error=str(exc))
         return EXIT_FAILURE

@@ -1,4 +1,6 @@
-"""Settings from flags, the environment and the defaults (flags win)."""
+"""Settings from flags, the environment and the defaults (flags win).
+
+Every setting has a flag of the same name (`state_dir` -> `--state-dir`); `-v` counts."""
 
 from __future__ import annotations
 
@@ -10,56 +12,55 @@ from pydantic import ValidationError
 from notifierd.errors import ConfigError
 from notifierd.settings import Settings
 
-# flag -> setting name; each flag maps onto the setting of the same meaning.
-FLAGS = {
-    "--config": "config",
-    "--host": "host",
-    "--port": "port",
-    "--socket": "socket",
-    "--state-dir": "state_dir",
-    "--log-level": "log_level",
-    "--log-format": "log_format",
-    "--log-file": "log_file",
-    "--shutdown-timeout": "shutdown_timeout",
-}
+SHORT_FLAGS = {"verbose": "-v"}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] = ()) -> None:
     """Add the flags of the named settings (all when `names` is empty)."""
-    for flag, name in FLAGS.items():
+    for name, field in Settings.model_fields.items():
         if names and name not in names:
             continue
-        field = Settings.model_fields[name]
         env = f"NOTIFIERD_{name.upper()}"
-        default = field.default
-        parser.add_argument(
-            flag,
-            dest=name,
-            # SUPPRESS: a flag not given sets nothing, so it neither hides the environment nor
-            # a flag given before the subcommand.
-            default=argparse.SUPPRESS,
-            metavar=name.upper(),
-            help=f"{field.description or name.replace('_', ' ')} (env {env}; default: {default})",
-        )
-    if not names or "log_level" in names:
-        parser.add_argument(
-            "-v",
-            "--verbose",
-            action="count",
-            default=argparse.SUPPRESS,
-            help="-v: debug logging",
-        )
+        default = "none" if field.default in (None, ()) else field.default
+        described = f"{field.description or name.replace('_', ' ')} (env {env}; default: {default})"
+        # SUPPRESS: a flag not given sets nothing, so it neither hides the environment nor a
+        # flag given before the subcommand.
+        if name in SHORT_FLAGS:
+            parser.add_argument(
+                SHORT_FLAGS[name],
+                flag(name),
+                dest=name,
+                action="count",
+                default=argparse.SUPPRESS,
+                help=described,
+            )
+        elif field.annotation is bool:
+            parser.add_argument(
+                flag(name),
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=described,
+            )
+        else:
+            parser.add_argument(
+                flag(name),
+                dest=name,
+                default=argparse.SUPPRESS,
+                metavar=name.upper(),
+                help=described,
+            )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings with the flags given on the command line on top of the environment."""
     overrides: dict[str, Any] = {
-        name: getattr(args, name)
-        for name in FLAGS.values()
-        if getattr(args, name, None) is not None
+        name: getattr(args, name) for name in Settings.model_fields if hasattr(args, name)
     }
-    if getattr(args, "verbose", 0):
-        overrides["log_level"] = "debug"
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -67,7 +68,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
         for error in exc.errors(include_url=False):
             name = ".".join(str(part) for part in error["loc"])
             problems.append(
-                f"setting {name} (--{name.replace('_', '-')} or "
-                f"NOTIFIERD_{name.upper()}): {error['msg']}"
+                f"setting {name} ({flag(name)} or NOTIFIERD_{name.upper()}): {error['msg']}"
             )
         raise ConfigError("\n".join(problems)) from None

@@ -2,12 +2,23 @@
 default backend."""
 
 from notifierd.store.base import (
+    AttemptRecord,
     ClaimResult,
     DeliveryRecord,
+    JobRecord,
     NewJob,
     Store,
     StoreCounts,
 )
 from notifierd.store.sqlite import SqliteStore
 
-__all__ = ["ClaimResult", "DeliveryRecord", "NewJob", "SqliteStore", "Store", "StoreCounts"]
+__all__ = [
+    "AttemptRecord",
+    "ClaimResult",
+    "DeliveryRecord",
+    "JobRecord",
+    "NewJob",
+    "SqliteStore",
+    "Store",
+    "StoreCounts",
+]

@@ -49,6 +49,28 @@ class DeliveryRecord:
     last_error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt of a delivery, as the journal keeps it."""
+
+    attempt: int
+    finished_at: float
+    outcome: str
+    duration: float
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job with each of its deliveries and their attempts."""
+
+    id: int
+    channel: str
+    message: str
+    created_at: float
+    deliveries: list[tuple[DeliveryRecord, list[AttemptRecord]]]
+
+
 @dataclass(slots=True)
 class StoreCounts:
     """Deliveries of one channel by state; `queued` is due now, `delayed` is due later."""
@@ -108,8 +130,9 @@ class Store(ABC):
         ignored. Returns, per outcome, the new state, or None when it was ignored."""
 
     @abstractmethod
-    async def expire(self, now: float) -> int:
-        """Queued deliveries past their `expires_at` end EXPIRED. Returns how many."""
+    async def expire(self, now: float) -> dict[str, int]:
+        """Queued deliveries past their `expires_at` end EXPIRED. Returns how many, by
+        channel."""
 
     @abstractmethod
     async def lapse_leases(self, now: float, policies: Mapping[str, RetryPolicy]) -> list[Lapsed]:
@@ -136,6 +159,15 @@ class Store(ABC):
     ) -> int:
         """Operator's retry: terminal (failed, dead, expired) deliveries go back to queued,
         with their attempts reset and a fresh time-to-live. Returns how many."""
+
+    @abstractmethod
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete up to `limit` finished deliveries last changed before `before`, with their
+        attempts, and the jobs left without deliveries. Returns how many deliveries."""
+
+    @abstractmethod
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        """A job with its deliveries and their attempts, or None (unknown or pruned)."""
 
     @abstractmethod
     async def get_flags(self) -> dict[str, str]:

@@ -25,8 +25,10 @@ from notifierd.lifecycle import after_outcome
 from notifierd.messages import Delivery, Outcome
 from notifierd.states import RETRYABLE_STATES, DeliveryState, OutcomeKind
 from notifierd.store.base import (
+    AttemptRecord,
     ClaimResult,
     DeliveryRecord,
+    JobRecord,
     Lapsed,
     NewJob,
     Store,
@@ -63,11 +65,27 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, due_at) WHERE 
 CREATE INDEX IF NOT EXISTS deliveries_expiry ON deliveries (expires_at) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS deliveries_lease ON deliveries (leased_until) WHERE state = 'leased';
 CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries (job_id);
+-- The journal: finished deliveries are pruned by age (journal_retention).
+CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at)
+    WHERE state IN ('delivered', 'failed', 'dead', 'expired');
+-- One row per attempt made: when it ended, how, how long it took, what the remote said.
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    finished_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    duration REAL NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
 CREATE TABLE IF NOT EXISTS flags (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 """
+
+# Outcomes that report no attempt: nothing was sent, so the journal records nothing.
+NO_ATTEMPT = frozenset({OutcomeKind.UNSTARTED, OutcomeKind.EXPIRED})
 
 # Each operation runs inside a savepoint, so one failing operation does not undo the others
 # that share its transaction.
@@ -249,7 +267,7 @@ class SqliteStore(Store):
                 " WHERE id IN (SELECT id FROM deliveries"
                 "  WHERE state = 'queued' AND channel = ? AND due_at <= ? AND expires_at > ?"
                 f"{exclusion} ORDER BY due_at LIMIT ?)"
-                " RETURNING id, job_id, recipient, attempts, due_at, expires_at",
+                " RETURNING id, job_id, recipient, attempts, due_at, expires_at, created_at",
                 (token, now + lease_seconds, now, channel, now, now, *excluded, limit),
             ).fetchall()
             # RETURNING gives rows in no promised order: restore "oldest due first".
@@ -262,7 +280,15 @@ class SqliteStore(Store):
             leased_until = now + lease_seconds
             deliveries = [
                 Delivery(
-                    row[0], token, channel, row[2], messages[row[1]], row[3], row[5], leased_until
+                    row[0],
+                    token,
+                    channel,
+                    row[2],
+                    messages[row[1]],
+                    row[3],
+                    row[5],
+                    leased_until,
+                    row[6],
                 )
                 for row in rows
             ]
@@ -285,17 +311,20 @@ class SqliteStore(Store):
         result: list[str | None] = await self._write(run)
         return result
 
-    async def expire(self, now: float) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
+    async def expire(self, now: float) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            expired: dict[str, int] = {}
+            for (channel,) in conn.execute(
                 "UPDATE deliveries SET state = 'expired', updated_at = ?,"
                 " last_error = COALESCE(last_error, 'time-to-live passed before delivery')"
-                " WHERE state = 'queued' AND expires_at <= ?",
+                " WHERE state = 'queued' AND expires_at <= ? RETURNING channel",
                 (now, now),
-            )
-            return cursor.rowcount
+            ):
+                expired[channel] = expired.get(channel, 0) + 1
+            return expired
 
-        return int(await self._write(run))
+        result: dict[str, int] = await self._write(run)
+        return result
 
     async def lapse_leases(self, now: float, policies: Mapping[str, RetryPolicy]) -> list[Lapsed]:
         draw = self._random.uniform
@@ -392,6 +421,69 @@ class SqliteStore(Store):
 
         return int(await self._write(run))
 
+    async def prune(self, before: float, limit: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM deliveries WHERE state IN"
+                    " ('delivered', 'failed', 'dead', 'expired') AND updated_at < ? LIMIT ?",
+                    (before, limit),
+                )
+            ]
+            if not ids:
+                return 0
+            marks = ",".join("?" * len(ids))
+            jobs = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT DISTINCT job_id FROM deliveries WHERE id IN ({marks})", ids
+                )
+            ]
+            conn.execute(f"DELETE FROM attempts WHERE delivery_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM deliveries WHERE id IN ({marks})", ids)
+            # A job goes with its last delivery.
+            conn.execute(
+                f"DELETE FROM jobs WHERE id IN ({','.join('?' * len(jobs))}) AND NOT EXISTS"
+                " (SELECT 1 FROM deliveries WHERE deliveries.job_id = jobs.id)",
+                jobs,
+            )
+            return len(ids)
+
+        return int(await self._write(run))
+
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        def run(conn: sqlite3.Connection) -> JobRecord | None:
+            job = conn.execute(
+                "SELECT id, channel, message, created_at FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if job is None:
+                return None
+            rows = conn.execute(
+                "SELECT id, job_id, channel, recipient, state, attempts, due_at, expires_at,"
+                " created_at, updated_at, last_error FROM deliveries WHERE job_id = ?"
+                " ORDER BY id",
+                (job_id,),
+            ).fetchall()
+            history: dict[int, list[AttemptRecord]] = {row[0]: [] for row in rows}
+            if rows:
+                marks = ",".join("?" * len(rows))
+                for delivery_id, *attempt in conn.execute(
+                    "SELECT delivery_id, attempt, finished_at, outcome, duration, error"
+                    f" FROM attempts WHERE delivery_id IN ({marks}) ORDER BY rowid",
+                    [row[0] for row in rows],
+                ):
+                    history[delivery_id].append(AttemptRecord(*attempt))
+            return JobRecord(
+                id=job[0],
+                channel=job[1],
+                message=job[2],
+                created_at=job[3],
+                deliveries=[(DeliveryRecord(*row), history[row[0]]) for row in rows],
+            )
+
+        return await self._read(run)
+
     async def get_flags(self) -> dict[str, str]:
         def run(conn: sqlite3.Connection) -> dict[str, str]:
             return dict(conn.execute("SELECT name, value FROM flags").fetchall())
@@ -433,8 +525,15 @@ def _apply_outcome(
     if row is None:
         return None  # a late answer for a lease that is no longer current
     attempts, expires_at = row
+    kind = OutcomeKind(outcome.kind)
+    if kind not in NO_ATTEMPT:
+        conn.execute(
+            "INSERT INTO attempts (delivery_id, attempt, finished_at, outcome, duration, error)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (outcome.id, attempts, now, kind.value, outcome.duration, outcome.error),
+        )
     transition = after_outcome(
-        kind=OutcomeKind(outcome.kind),
+        kind=kind,
         attempts=attempts,
         expires_at=expires_at,
         error=outcome.error,

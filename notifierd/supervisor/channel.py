@@ -23,6 +23,7 @@ import structlog
 from notifierd.config import Channel
 from notifierd.logs import reemit
 from notifierd.messages import Delivery, Outcome
+from notifierd.metrics import Metrics
 from notifierd.states import ChannelState, DeliveryState, OutcomeKind
 from notifierd.store import Store
 from notifierd.supervisor.child import ChildSpec
@@ -69,6 +70,7 @@ class ChannelRunner:
         *,
         on_store_error: Callable[[Exception], None],
         on_worker_exit: Callable[[], None],
+        metrics: Metrics,
     ) -> None:
         self.channel = channel
         self.store = store
@@ -80,6 +82,7 @@ class ChannelRunner:
         self._log_level = log_level
         self._on_store_error = on_store_error
         self._on_worker_exit = on_worker_exit
+        self._metrics = metrics
         self._slots = [WorkerSlot(index) for index in range(channel.processes)]
         # Shared with the worker processes, which stop sending while it lies in the future.
         self._cooldown: Synchronized[float] = context.Value("d", 0.0, lock=False)
@@ -248,17 +251,16 @@ class ChannelRunner:
         return max(0.0, min(candidates)) if candidates else None
 
     def _give_back(self, deliveries: list[Delivery]) -> None:
-        outcomes = [Outcome(d.id, d.lease_token, OutcomeKind.UNSTARTED.value) for d in deliveries]
-        self._write(self._apply(outcomes, None))
+        self._write(self._apply([(_unstarted(d), d) for d in deliveries], None))
 
     # -- outcomes and process events --------------------------------------------------------
 
     def on_message(self, process: WorkerProcess, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "outcomes":
-            outcomes = process.take_outcomes(message[1])
-            if outcomes:
-                self._write(self._apply(outcomes, process))
+            answered = process.take_outcomes(message[1])
+            if answered:
+                self._write(self._apply(answered, process))
         elif kind == "log":
             reemit(message[1], message[2], channel=self.channel.name, worker_pid=process.pid)
         elif kind == "ready":
@@ -271,26 +273,37 @@ class ChannelRunner:
         self._pending_writes.add(task)
         task.add_done_callback(self._pending_writes.discard)
 
-    async def _apply(self, outcomes: list[Outcome], process: WorkerProcess | None) -> None:
+    async def _apply(
+        self, answered: list[tuple[Outcome, Delivery]], process: WorkerProcess | None
+    ) -> None:
         now = time.time()
+        outcomes = [outcome for outcome, _ in answered]
         try:
             states = await self.store.complete(outcomes, self.channel.retry, now)
         except Exception as exc:
             # The leases stay in the Store and lapse, so the deliveries are not lost.
             self._on_store_error(exc)
             return
-        for outcome, state in zip(outcomes, states, strict=True):
-            self._after(outcome, state, process, now)
+        for (outcome, delivery), state in zip(answered, states, strict=True):
+            if state is not None:
+                self._after(outcome, delivery, state, process, now)
         self.wake()
 
     def _after(
-        self, outcome: Outcome, state: str | None, process: WorkerProcess | None, now: float
+        self,
+        outcome: Outcome,
+        delivery: Delivery,
+        state: str,
+        process: WorkerProcess | None,
+        now: float,
     ) -> None:
         kind = OutcomeKind(outcome.kind)
         if kind is OutcomeKind.UNSTARTED:
             return
+        self._metrics.count_state(self.channel.name, state)
         fields: dict[str, Any] = {
             "delivery_id": outcome.id,
+            "attempt": delivery.attempt,
             "outcome": kind.value,
             "state": state,
             "duration_ms": round(outcome.duration * 1000, 1),
@@ -303,7 +316,8 @@ class ChannelRunner:
         if kind is OutcomeKind.DELIVERED:
             self.misconfigured = None
             self._misconfigured_backoff = self.channel.retry.delay
-            self._log.debug("delivery.attempt", **fields)
+            self._metrics.latency.labels(self.channel.name).observe(now - delivery.created_at)
+            self._log.info("delivery.attempt", **fields)
             return
         if outcome.retry_after is not None:
             # A remote's Retry-After holds back the whole channel, not only this delivery.
@@ -318,7 +332,7 @@ class ChannelRunner:
             )
             self._log.error("channel.misconfigured", **fields)
             return
-        level = "warning" if state in (None, DeliveryState.QUEUED) else "error"
+        level = "warning" if state == DeliveryState.QUEUED else "error"
         getattr(self._log, level)("delivery.attempt", **fields)
 
     def on_exit(self, process: WorkerProcess) -> None:
@@ -330,6 +344,8 @@ class ChannelRunner:
         process.in_flight.clear()
         if leftovers:
             self._write(self._apply(self._orphaned(process, leftovers, code), None))
+        if not (process.stopping and code == 0):
+            self._metrics.worker_restarts.labels(self.channel.name).inc()
         if process.stopping and code == 0:
             self._log.info("worker.stopped", worker=slot.index, pid=process.pid)
             if self._active:
@@ -357,26 +373,23 @@ class ChannelRunner:
 
     def _orphaned(
         self, process: WorkerProcess, deliveries: list[Delivery], code: int | None
-    ) -> list[Outcome]:
+    ) -> list[tuple[Outcome, Delivery]]:
         """Outcomes for what a dead process held: the one it was sending counts as an attempt
         that crashed (so a message that kills its worker ends DEAD); the rest were never
         started."""
         current = process.current_delivery()
         interrupted = process.stopping and not self._active
-        outcomes = []
+        answered = []
         for delivery in deliveries:
             if delivery.id == current and not interrupted:
                 error = f"the worker process died (exit code {code}) while sending"
-                outcomes.append(
-                    Outcome(
-                        delivery.id, delivery.lease_token, OutcomeKind.CRASHED.value, error=error
-                    )
+                crashed = Outcome(
+                    delivery.id, delivery.lease_token, OutcomeKind.CRASHED.value, error=error
                 )
+                answered.append((crashed, delivery))
             else:
-                outcomes.append(
-                    Outcome(delivery.id, delivery.lease_token, OutcomeKind.UNSTARTED.value)
-                )
-        return outcomes
+                answered.append((_unstarted(delivery), delivery))
+        return answered
 
     def _boot_failed(self, slot: WorkerSlot) -> None:
         slot.boot_failures += 1
@@ -431,3 +444,7 @@ class ChannelRunner:
                         lease_seconds=self.channel.lease,
                     )
                     process.kill()
+
+
+def _unstarted(delivery: Delivery) -> Outcome:
+    return Outcome(delivery.id, delivery.lease_token, OutcomeKind.UNSTARTED.value)

@@ -109,9 +109,15 @@ class WorkerProcess:
         value = int(self._current.value)
         return value or None
 
-    def take_outcomes(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """Forget the answered deliveries; returns the outcomes that were still expected."""
-        return [outcome for outcome in outcomes if self.in_flight.pop(outcome.id, None)]
+    def take_outcomes(self, outcomes: list[Outcome]) -> list[tuple[Outcome, Delivery]]:
+        """Forget the answered deliveries; returns the outcomes that were still expected, each
+        with its delivery."""
+        answered = []
+        for outcome in outcomes:
+            delivery = self.in_flight.pop(outcome.id, None)
+            if delivery is not None:
+                answered.append((outcome, delivery))
+        return answered
 
     def _drain(self) -> None:
         try:

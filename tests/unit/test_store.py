@@ -350,8 +350,8 @@ async def test_expire(store: SqliteStore) -> None:
     await store.add(job("long", ttl=100), T0)
     await store.add(job("leased", ttl=10), T0 - 1)
     leased = await claim_one(store, T0 - 1)
-    assert await store.expire(T0 + 9) == 0
-    assert await store.expire(T0 + 10) == 1
+    assert await store.expire(T0 + 9) == {}
+    assert await store.expire(T0 + 10) == {"c": 1}
     records = {r.id: r for r in await store.list_deliveries(None, None, 10)}
     by_message = {r.id: r.state for r in records.values()}
     assert sorted(by_message.values()) == ["expired", "leased", "queued"]
@@ -359,14 +359,14 @@ async def test_expire(store: SqliteStore) -> None:
     assert expired.last_error is not None
     assert expired.updated_at == T0 + 10
     assert records[leased.id].state == "leased"  # a leased one waits for its outcome
-    assert await store.expire(T0 + 10) == 0
+    assert await store.expire(T0 + 10) == {}
 
 
 async def test_expire_keeps_the_last_error(store: SqliteStore) -> None:
     await store.add(job(ttl=100), T0)
     delivery = await claim_one(store, T0)
     await store.complete([outcome(delivery, OutcomeKind.TEMPORARY, "down")], POLICY, T0)
-    assert await store.expire(T0 + 100) == 1
+    assert await store.expire(T0 + 100) == {"c": 1}
     rec = await record(store, delivery.id)
     assert (rec.state, rec.last_error) == ("expired", "down")
 
