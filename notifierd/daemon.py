@@ -51,7 +51,7 @@ class Daemon:
         notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = Metrics(list(channels))
         self._log_files = log_files
         self._systemd = notifier or Notifier()
         self._channels = dict(channels)
@@ -291,7 +291,8 @@ class Daemon:
                 pruned = 0
             if pruned:
                 log.debug("journal.pruned", deliveries=pruned)
-            await asyncio.sleep(PRUNE_PAUSE if pruned == PRUNE_BATCH else PRUNE_IDLE_SECONDS)
+            idle = min(PRUNE_IDLE_SECONDS, self.settings.journal_retention / 4)
+            await asyncio.sleep(PRUNE_PAUSE if pruned == PRUNE_BATCH else idle)
 
     async def _watchdog(self, seconds: float) -> None:
         # Sent from the event loop itself: if the loop stalls, the pings stop and systemd acts.

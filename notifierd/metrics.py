@@ -3,7 +3,14 @@ accept-to-delivered latency, worker restarts and the maintenance flag."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from notifierd.states import DeliveryState
@@ -22,7 +29,9 @@ OUTCOME_COUNTERS = {
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, channels: list[str]) -> None:
+        # The *_created series double the output and tell nothing a daemon's start time does not.
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         labels = ["channel"]
         self.accepted = Counter(
@@ -65,6 +74,13 @@ class Metrics:
         self.paused = Gauge(
             "notifierd_paused", "1 while in maintenance (paused).", registry=self.registry
         )
+        # Every channel's series exist from the start, at zero, so that rates work at once.
+        for channel in channels:
+            self.accepted.labels(channel)
+            self.worker_restarts.labels(channel)
+            self.latency.labels(channel)
+            for counter in self.outcomes.values():
+                counter.labels(channel)
 
     def count_state(self, channel: str, state: str, number: int = 1) -> None:
         name = OUTCOME_COUNTERS.get(DeliveryState(state))

@@ -8,8 +8,9 @@ from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from notifierd.api.auth import PROTECTED, Middleware, bearer_auth
+from notifierd.api.auth import PROTECTED, bearer_auth
 from notifierd.api.body import BodyError, parse_query, read_body
 from notifierd.api.validation import FieldError, SendRequest, control_string, validate_send
 from notifierd.config import Channel

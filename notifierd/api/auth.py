@@ -4,13 +4,9 @@ time against every configured token."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
 
 from aiohttp import web
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Coroutine[Any, Any, web.StreamResponse]]
+from aiohttp.typedefs import Handler, Middleware
 
 #: Route names that need a token when tokens are configured; ping and metrics are optional.
 PROTECTED = frozenset({"send", "jobs"})

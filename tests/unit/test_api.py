@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from notifierd.api.app import build_app
+from notifierd.api.auth import PROTECTED, token_matches
 from notifierd.api.validation import SendRequest
 from notifierd.config import Channel
 from notifierd.errors import StoreError
@@ -35,6 +36,15 @@ class FakeIntake:
     async def accept(self, channel: Channel, request: SendRequest) -> int:
         self.accepted.append((channel.name, request))
         return len(self.accepted)
+
+    async def job(self, job_id: int) -> dict[str, Any] | None:
+        if 1 <= job_id <= len(self.accepted):
+            name, request = self.accepted[job_id - 1]
+            return {"id": job_id, "channel": name, "message": request.message}
+        return None
+
+    async def metrics_text(self) -> bytes:
+        return b"# metrics\n"
 
 
 class FailingIntake(FakeIntake):
@@ -556,3 +566,101 @@ async def test_405_has_allow_header(client: Client) -> None:
     async with client.get(SEND) as response:
         assert response.status == 405
         assert "POST" in response.headers.get("Allow", "")
+
+
+# -- journal, metrics and tokens --------------------------------------------------------------
+
+
+async def test_job_found_and_unknown(
+    make_client: ClientFactory, null_channels: Mapping[str, Channel]
+) -> None:
+    client = await make_client(FakeIntake(null_channels))
+    sent = await client.post("/api/send/devnull", data={"message": "hi"})
+    job_id = sent.headers["X-Job-Id"]
+
+    found = await client.get(f"/api/jobs/{job_id}")
+    assert found.status == 200
+    assert (await found.json())["message"] == "hi"
+    for unknown in ("999", "abc", "1" * 40, "-1"):
+        missing = await client.get(f"/api/jobs/{unknown}")
+        assert missing.status == 404, unknown
+        assert (await missing.json())["code"] == "unknown_job"
+
+
+async def test_metrics_route(
+    make_client: ClientFactory, null_channels: Mapping[str, Channel]
+) -> None:
+    client = await make_client(FakeIntake(null_channels))
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert await response.read() == b"# metrics\n"
+
+
+TOKEN = "s3cret-token-0123456789"
+
+
+async def tokened_client(
+    null_channels: Mapping[str, Channel], protected: frozenset[str] = PROTECTED
+) -> TestClient[web.Request, web.Application]:
+    app = build_app(FakeIntake(null_channels), MAX_BODY, MAX_DELAY, (TOKEN,), protected)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Bearer", "Bearer wrong-token-0123456789", f"Basic {TOKEN}", f"Bearer {TOKEN}x"],
+)
+async def test_send_without_a_valid_token_is_401(
+    null_channels: Mapping[str, Channel], header: str | None
+) -> None:
+    client = await tokened_client(null_channels)
+    try:
+        headers = {} if header is None else {"Authorization": header}
+        response = await client.post("/api/send/devnull", data={"message": "x"}, headers=headers)
+        assert response.status == 401
+        assert (await response.json())["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        jobs = await client.get("/api/jobs/1", headers=headers)
+        assert jobs.status == 401
+        # Ping and metrics are open unless asked otherwise.
+        assert (await client.get("/api/ping")).status == 204
+        assert (await client.get("/metrics")).status == 200
+    finally:
+        await client.close()
+
+
+async def test_send_with_the_token_is_accepted(null_channels: Mapping[str, Channel]) -> None:
+    client = await tokened_client(null_channels)
+    try:
+        response = await client.post(
+            "/api/send/devnull",
+            data={"message": "x"},
+            headers={"Authorization": f"bearer  {TOKEN} "},
+        )
+        assert response.status == 204
+    finally:
+        await client.close()
+
+
+async def test_ping_and_metrics_can_require_the_token(
+    null_channels: Mapping[str, Channel],
+) -> None:
+    client = await tokened_client(null_channels, PROTECTED | {"ping", "metrics"})
+    try:
+        assert (await client.get("/api/ping")).status == 401
+        assert (await client.get("/metrics")).status == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert (await client.get("/api/ping", headers=auth)).status == 204
+        assert (await client.get("/metrics", headers=auth)).status == 200
+    finally:
+        await client.close()
+
+
+def test_token_matches_checks_every_token() -> None:
+    assert token_matches("b" * 20, ("a" * 20, "b" * 20))
+    assert not token_matches("c" * 20, ("a" * 20, "b" * 20))
+    assert not token_matches("", ("a" * 20,))
+    assert token_matches("ключ-доступа-0123456", ("ключ-доступа-0123456",))
