@@ -31,7 +31,7 @@ OUTCOME_COUNTERS = {
 class Metrics:
     def __init__(self, channels: list[str]) -> None:
         # The *_created series double the output and tell nothing a daemon's start time does not.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         labels = ["channel"]
         self.accepted = Counter(
