@@ -19,6 +19,8 @@ all of them are. A retry cannot be told which parts went out (the delivery carri
 this process remembers, per delivery, how many parts Telegram accepted and a retry that lands in
 the same process resumes after them; a retry handled by another process (or after a restart)
 sends every part again. That is the at-least-once promise of DESIGN §2, applied per part.
+The parts keep to the chat's pace, and so does this process's next message to the chat, which
+the dispatcher (counting one message per delivery) would hand out too early after a split one.
 
 The bot token is in every request URL, so it is kept out of everything this module emits:
 exceptions are rebuilt from scratch with the token redacted (never chained to the requests
@@ -223,6 +225,8 @@ class TelegramWorker(Worker):
         # What this process learnt while sending: chats that moved, and parts already delivered.
         self._migrated: dict[str, ChatId] = {}
         self._progress: OrderedDict[int, int] = OrderedDict()
+        #: When Telegram last accepted a message of this process to each chat (monotonic).
+        self._last_sent: dict[str, float] = {}
 
     # -- what the core asks the class --------------------------------------------------------
 
@@ -288,9 +292,7 @@ class TelegramWorker(Worker):
         interval = self.recipient_interval(self._params, delivery.recipient)
         message_ids: list[object] = []
         for index in range(first, len(parts)):
-            if index > first and interval:
-                # The parts go to one chat: keep to its pace, as the dispatcher does.
-                time.sleep(interval)
+            self._keep_pace(delivery.recipient, interval)
             log.debug(
                 "telegram.sending",
                 channel=self.channel,
@@ -310,6 +312,7 @@ class TelegramWorker(Worker):
                     exc, f"part {index + 1} of {len(parts)}, after {index} sent: "
                 ) from None
             message_ids.append(message_id)
+            self._last_sent[delivery.recipient] = time.monotonic()
         log.info(
             "telegram.delivered",
             channel=self.channel,
@@ -318,6 +321,19 @@ class TelegramWorker(Worker):
             parts=len(parts),
             message_ids=message_ids,
         )
+
+    def _keep_pace(self, recipient: str, interval: float) -> None:
+        """Wait until `interval` has passed since this process's last message to the chat.
+
+        The parts of one delivery go to one chat, so they keep to its pace. So does the first
+        message after them: the dispatcher paces deliveries counting one message each, from
+        the moment it hands one out, and would let the next delivery to the chat follow the
+        last part of a split one at once."""
+        last = self._last_sent.get(recipient)
+        if last is not None and interval > 0:
+            wait = last + interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
 
     def _remember_progress(self, delivery_id: int, parts_sent: int) -> None:
         self._progress[delivery_id] = parts_sent

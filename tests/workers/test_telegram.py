@@ -565,6 +565,17 @@ def test_parts_keep_to_the_chats_pace(
     assert all(later - earlier >= 0.19 for earlier, later in itertools.pairwise(arrivals))
 
 
+def test_the_next_message_keeps_to_the_chats_pace_after_the_parts(
+    telegram_api: FakeTelegramApi, make_worker: MakeWorker
+) -> None:
+    worker = make_worker(split_long=True, chat_interval=0.2)
+    worker.send(delivery(long_text()))
+    worker.send(delivery("next"))
+    arrivals = [r.at for r in telegram_api.delivered(1001)]
+    assert len(arrivals) == 4
+    assert arrivals[3] - arrivals[2] >= 0.19
+
+
 def test_a_retry_in_the_same_process_resumes_after_the_sent_parts(
     telegram_api: FakeTelegramApi, make_worker: MakeWorker
 ) -> None:
