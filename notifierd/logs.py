@@ -170,12 +170,14 @@ def configure_child_logging(level: str, send: Send) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
             structlog.stdlib.add_log_level,
             structlog.processors.format_exc_info,
             shipper,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_number(level)),
-        logger_factory=structlog.ReturnLoggerFactory(),
+        # stdlib loggers only for their names: the shipper drops every event before them.
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()

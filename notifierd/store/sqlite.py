@@ -544,12 +544,16 @@ def _apply_outcome(
     )
     conn.execute(
         "UPDATE deliveries SET state = ?, due_at = COALESCE(?, due_at),"
-        " attempts = attempts - ?, last_error = COALESCE(?, last_error),"
+        " attempts = attempts - ?,"
+        # Delivered clears the error (the journal's history keeps it); otherwise the newest
+        # error is kept, or the last one when the outcome has none.
+        " last_error = CASE WHEN ? = 'delivered' THEN NULL ELSE COALESCE(?, last_error) END,"
         " lease_token = NULL, leased_until = NULL, updated_at = ? WHERE id = ?",
         (
             transition.state.value,
             transition.due_at,
             1 if transition.uncount else 0,
+            transition.state.value,
             transition.error,
             now,
             outcome.id,

@@ -231,7 +231,7 @@ class ChannelRunner:
                 index += len(batch)
         unsent = sendable[index:] + paced
         for delivery in sendable[:index]:
-            self._pacer.sent(delivery.recipient, now)
+            self._pacer.started(delivery.recipient, now)
         if self._bucket is not None:
             self._bucket.take(index, now)
         if unsent:
@@ -259,6 +259,7 @@ class ChannelRunner:
         kind = message[0]
         if kind == "outcomes":
             answered = process.take_outcomes(message[1])
+            self._finished([delivery for _, delivery in answered])
             if answered:
                 self._write(self._apply(answered, process))
         elif kind == "log":
@@ -267,6 +268,11 @@ class ChannelRunner:
             process.ready = True
             self._log.info("worker.ready", worker=process.spec.index, pid=process.pid)
             self.wake()
+
+    def _finished(self, deliveries: list[Delivery]) -> None:
+        now = time.time()
+        for delivery in deliveries:
+            self._pacer.finished(delivery.recipient, now)
 
     def _write(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -342,6 +348,7 @@ class ChannelRunner:
         code = process.exitcode
         leftovers = list(process.in_flight.values())
         process.in_flight.clear()
+        self._finished(leftovers)
         if leftovers:
             self._write(self._apply(self._orphaned(process, leftovers, code), None))
         if not (process.stopping and code == 0):
@@ -435,7 +442,7 @@ class ChannelRunner:
         restarted); the late answer would be ignored anyway."""
         for process in self.processes():
             if delivery_id in process.in_flight:
-                process.in_flight.pop(delivery_id)
+                self._finished([process.in_flight.pop(delivery_id)])
                 if process.current_delivery() == delivery_id:
                     self._log.error(
                         "worker.hung",

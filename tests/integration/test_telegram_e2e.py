@@ -449,24 +449,7 @@ def test_a_retried_split_message_resumes_after_the_parts_sent(
     assert failed["error"].startswith("part 2 of 3, after 1 sent: ")
 
 
-@pytest.mark.parametrize(
-    "processes",
-    [
-        1,
-        pytest.param(
-            2,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "BUG: notifierd/supervisor/channel.py _dispatch_once/_hand_out: the "
-                    "RecipientPacer marks a chat busy for recipient_interval from hand-out "
-                    "only, not while a delivery to it is in flight; a second process gets the "
-                    "chat's next message while the first still sends the parts of a split one"
-                ),
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("processes", [1, 2])
 def test_the_next_message_to_a_chat_waits_for_every_part_of_a_split_one(
     fake: FakeTelegramApi, make_daemon: DaemonFactory, processes: int
 ) -> None:

@@ -69,9 +69,9 @@ def test_pacer_busy_until_interval_passes() -> None:
     pacer = RecipientPacer(lambda recipient: intervals.get(recipient, 1.0))
     assert pacer.busy(T0) == set()
     assert pacer.next_free() is None
-    pacer.sent("slow", T0)
-    pacer.sent("fast", T0)  # no interval: never busy
-    pacer.sent("other", T0)
+    pacer.started("slow", T0)
+    pacer.started("fast", T0)  # no interval: never busy
+    pacer.started("other", T0)
     assert pacer.busy(T0) == {"slow", "other"}
     assert pacer.next_free() == T0 + 1
     assert pacer.busy(T0 + 0.999) == {"slow", "other"}
@@ -83,22 +83,22 @@ def test_pacer_busy_until_interval_passes() -> None:
 
 def test_pacer_zero_interval_is_not_remembered() -> None:
     pacer = RecipientPacer(lambda _: 0.0)
-    pacer.sent("a", T0)
+    pacer.started("a", T0)
     assert pacer.next_free() is None
     assert pacer.busy(T0 - 1) == set()
 
 
 def test_pacer_send_again_extends() -> None:
     pacer = RecipientPacer(lambda _: 5.0)
-    pacer.sent("a", T0)
-    pacer.sent("a", T0 + 3)
+    pacer.started("a", T0)
+    pacer.started("a", T0 + 3)
     assert pacer.busy(T0 + 7) == {"a"}
     assert pacer.busy(T0 + 8) == set()
 
 
 def test_pacer_busy_returns_a_copy() -> None:
     pacer = RecipientPacer(lambda _: 5.0)
-    pacer.sent("a", T0)
+    pacer.started("a", T0)
     busy = pacer.busy(T0)
     busy.add("b")
     assert pacer.busy(T0) == {"a"}
