@@ -10,6 +10,8 @@
   the connection instead of answering).
 - `port`: listen there (to restart a server where a client's old connection pointed).
 
+`rcpts` lists every RCPT TO received (refused ones too), to count the attempts per address.
+
     with FakeSmtp(certificate, username="u", password="p") as smtp:
         smtp.script_rcpt("a@example.org", "450 4.2.1 Try later")
         smtp.script_data("b@example.org", DISCONNECT)
@@ -78,6 +80,8 @@ class FakeSmtp:
         self.host = "127.0.0.1"
         self.port = port
         self.messages: list[ReceivedMessage] = []
+        #: Every RCPT TO address received, accepted or not, in order.
+        self.rcpts: list[str] = []
         self.logins: list[str] = []
         self.failed_logins = 0
         self._rcpt: defaultdict[str, deque[str]] = defaultdict(deque)
@@ -167,6 +171,7 @@ class FakeSmtp:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        self.rcpts.append(address)
         script = self._rcpt[address.lower()]
         reply = script.popleft() if script else "250 OK"
         if reply == DISCONNECT:
