@@ -422,6 +422,27 @@ def test_one_recipient_deferred_is_retried_without_holding_up_the_others(
     assert remote.tries() == Counter({deferred: 3, **dict.fromkeys(remote.recipients[1:], 1)})
 
 
+def test_an_address_the_server_cannot_take_fails_alone(
+    make_daemon: DaemonFactory, certificate: Certificate
+) -> None:
+    # A server without SMTPUTF8 cannot take дежурный@: that one recipient is refused, the
+    # channel itself is fine.
+    with FakeSmtp(certificate, username=SMTP_USER, password=SMTP_PASSWORD, smtputf8=False) as smtp:
+        remote = email_remote(smtp, certificate)
+        daemon = make_daemon(remote.config(), env={"SECRET": remote.secret}).start()
+
+        assert daemon.send("out", TEXT).status_code == 204
+
+        states = settled(daemon, 3)
+        international = ADDRESSES[1]
+        assert states[international]["state"] == "failed"
+        assert "SMTPUTF8" in states[international]["last_error"]
+        assert sorted(remote.received()) == sorted(
+            (a, TEXT) for a in ADDRESSES if a != international
+        )
+        assert daemon.channel_status("out")["state"] == "running"
+
+
 # --- 3. Retry-After cools the whole channel down ----------------------------------------------
 
 
