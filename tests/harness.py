@@ -56,6 +56,7 @@ class Daemon:
         log: Path,
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.config = config
         self.state_dir = state_dir
@@ -63,6 +64,9 @@ class Daemon:
         self.log = log
         self.env = env or {}
         self.extra_args = extra_args or []
+        # What runs the daemon: bin/notifierd, or e.g. [python, "-m", "notifierd"] of another
+        # virtual environment (a plugin installed there).
+        self.command = command or [str(BIN / "notifierd")]
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -71,7 +75,7 @@ class Daemon:
     def start(self, wait: bool = True) -> Daemon:
         env = {**os.environ, **self.env}
         args = [
-            str(BIN / "notifierd"),
+            *self.command,
             "--config",
             str(self.config),
             "--state-dir",

@@ -202,6 +202,21 @@ def classify(exc: Exception, secrets: list[str]) -> DeliveryError:
     return TemporaryFailure(f"smtp: {type(exc).__name__}: {redact(str(exc), secrets)}")
 
 
+def without_smtputf8(sender: str, recipient: str) -> DeliveryError:
+    """A non-ASCII address, and a server that does not offer SMTPUTF8 (RFC 6531). A sender
+    address like that fails every delivery of the channel; a recipient fails alone (smtplib
+    would raise SMTPNotSupportedError, which means a misconfigured channel)."""
+    if not sender.isascii():
+        return ChannelMisconfigured(
+            f"smtp: the sender address {sender!r} is internationalized and the server does "
+            "not offer SMTPUTF8"
+        )
+    return PermanentFailure(
+        f"smtp: the address {recipient!r} is internationalized and the server does not offer "
+        "SMTPUTF8"
+    )
+
+
 def _by_code(what: str, code: int, reply: bytes | str, secrets: list[str]) -> DeliveryError:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     message = redact(f"smtp: {what}: {code} {excerpt(text)}", secrets)
@@ -254,6 +269,8 @@ class EmailWorker(Worker):
             )
             # send_message adds SMTPUTF8 and BODY=8BITMIME itself for non-ASCII addresses.
             international = not (recipient + envelope_sender).isascii()
+            if international and not smtp.has_extn("smtputf8"):
+                raise without_smtputf8(envelope_sender, recipient)
             options = ["BODY=8BITMIME"] if eight_bit and not international else []
             refused = smtp.send_message(
                 message, from_addr=envelope_sender, to_addrs=[recipient], mail_options=options

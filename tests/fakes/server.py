@@ -124,6 +124,8 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    #: When it arrived (`time.monotonic()` of the test process), to measure pauses between.
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def text(self) -> str:

@@ -8,7 +8,10 @@
 - Faults per recipient, in order, at RCPT or at DATA: a reply line such as
   `"450 4.2.1 Mailbox busy"` or `"550 5.1.1 No such user"`, or `DISCONNECT` (the server drops
   the connection instead of answering).
+- `smtputf8=False`: do not offer SMTPUTF8 (internationalized addresses, RFC 6531).
 - `port`: listen there (to restart a server where a client's old connection pointed).
+
+`rcpts` lists every RCPT TO received (refused ones too), to count the attempts per address.
 
     with FakeSmtp(certificate, username="u", password="p") as smtp:
         smtp.script_rcpt("a@example.org", "450 4.2.1 Try later")
@@ -66,6 +69,7 @@ class FakeSmtp:
         username: str | None = None,
         password: str | None = None,
         auth_required: bool = False,
+        smtputf8: bool = True,
         port: int = 0,
     ) -> None:
         if security != "none" and certificate is None:
@@ -75,9 +79,12 @@ class FakeSmtp:
         self.username = username
         self.password = password
         self.auth_required = auth_required
+        self.smtputf8 = smtputf8
         self.host = "127.0.0.1"
         self.port = port
         self.messages: list[ReceivedMessage] = []
+        #: Every RCPT TO address received, accepted or not, in order.
+        self.rcpts: list[str] = []
         self.logins: list[str] = []
         self.failed_logins = 0
         self._rcpt: defaultdict[str, deque[str]] = defaultdict(deque)
@@ -93,7 +100,7 @@ class FakeSmtp:
         self._data[address.lower()].extend(replies)
 
     def start(self) -> None:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": self.smtputf8}
         if self.username is not None:
             kwargs["authenticator"] = self._authenticate
             # AUTH only over TLS, as a real submission server; aiosmtpd cannot tell an implicit
@@ -167,6 +174,7 @@ class FakeSmtp:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        self.rcpts.append(address)
         script = self._rcpt[address.lower()]
         reply = script.popleft() if script else "250 OK"
         if reply == DISCONNECT:

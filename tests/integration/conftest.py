@@ -20,6 +20,7 @@ def make_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
         name: str = "d",
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> Daemon:
         config = write_config(tmp_path / f"{name}-channels.yaml", config_text)
         daemon = Daemon(
@@ -29,6 +30,7 @@ def make_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
             log=tmp_path / f"{name}.log",
             env=env,
             extra_args=extra_args,
+            command=command,
         )
         made.append(daemon)
         return daemon

@@ -4,10 +4,6 @@ virtual environment, and notifierd then finds and uses its worker type by name."
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-import sysconfig
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,41 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.webhook import FakeWebhook
-from tests.plugins.distinfo import ROOT, declared_workers, write_dist_info
-
-EXAMPLE = ROOT / "examples" / "notifierd-webhook"
+from tests.plugins.venv import plugin_venv, run
 
 
 @pytest.fixture(scope="module")
 def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new venv with the example plugin pip-installed (a real build: wheel, metadata, entry
-    points), seeing notifierd from this checkout and its dependencies from the running venv."""
-    workdir = tmp_path_factory.mktemp("plugin")
-    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
-    source = workdir / "notifierd-webhook"
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    venv = workdir / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
-    python = venv / "bin" / "python"
-    site = Path(
-        run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
-    )
-    # The checkout first, then the dependencies; notifierd's own entry points as pyproject.toml
-    # declares them (installing the checkout itself would need a newer setuptools).
-    dependencies = sysconfig.get_paths()["purelib"]
-    (site / "_notifierd_checkout.pth").write_text(f"{ROOT}\n{dependencies}\n", encoding="utf-8")
-    write_dist_info(site, "notifierd", "0.1.0", declared_workers())
-    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-         "--quiet", str(source)])  # fmt: skip
-    return python
-
-
-def run(command: list[str], stdin: str | None = None) -> str:
-    done = subprocess.run(
-        command, input=stdin, capture_output=True, text=True, timeout=180, check=False
-    )
-    assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout.strip()
+    """A new venv with the example plugin pip-installed (see `plugin_venv`)."""
+    return plugin_venv(tmp_path_factory.mktemp("plugin"))
 
 
 @pytest.fixture

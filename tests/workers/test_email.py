@@ -297,6 +297,30 @@ def test_untrusted_certificate(
     assert len(server.messages) == 1
 
 
+def test_internationalized_addresses_need_smtputf8(
+    smtp_server: SmtpServer, certificate: Certificate, open_worker: OpenWorker
+) -> None:
+    international = "дежурный@example.org"
+    server = smtp_server(security="starttls", smtputf8=False)
+    worker = open_worker(EmailWorker, email_params(server, certificate, to=[ALICE, international]))
+    # One recipient the server cannot take is refused alone; the channel is fine.
+    with pytest.raises(PermanentFailure, match="SMTPUTF8"):
+        worker.send(delivery(international, TEXT))
+    worker.send(delivery(ALICE, TEXT))
+    assert [m.rcpt_tos for m in server.messages] == [[ALICE]]
+    # An internationalized sender would fail every delivery: that is the channel's setting.
+    sender = "Оповещения <оповещения@example.org>"
+    worker = open_worker(EmailWorker, email_params(server, certificate, sender=sender))
+    with pytest.raises(ChannelMisconfigured, match="SMTPUTF8"):
+        worker.send(delivery(ALICE, TEXT))
+    # Where the server offers it, both go, with SMTPUTF8.
+    offering = smtp_server(security="starttls")
+    worker = open_worker(EmailWorker, email_params(offering, certificate, sender=sender))
+    worker.send(delivery(international, TEXT))
+    [received] = offering.messages
+    assert received.rcpt_tos == [international] and "SMTPUTF8" in received.mail_options
+
+
 def test_connection_refused_is_temporary(open_worker: OpenWorker) -> None:
     params = {**BASE, "host": "127.0.0.1", "port": closed_port(), "security": "none"}
     with pytest.raises(TemporaryFailure, match="ConnectionRefusedError"):
