@@ -183,6 +183,9 @@ def configure_child_logging(level: str, send: Send) -> None:
     root = logging.getLogger()
     root.handlers = [_StdlibToShipper(shipper)]
     root.setLevel(level_number(level))
+    # urllib3's debug lines carry whole request URLs, and with them the secrets some remotes
+    # want there (a bot token in the path, a gateway password in the query): never ship them.
+    logging.getLogger("urllib3").setLevel(max(level_number(level), logging.INFO))
 
 
 def _plain(value: Any) -> Any:

@@ -526,14 +526,7 @@ def test_bad_credentials_hold_deliveries_until_the_config_is_fixed(
     [
         "twilio",
         "smsru",
-        pytest.param(
-            "http",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: notifierd/logs.py configure_child_logging ships urllib3's DEBUG "
-                "request lines (full URL with query string) to the daemon log",
-            ),
-        ),
+        "http",
         "email",
     ],
     indirect=True,

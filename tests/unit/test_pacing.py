@@ -73,6 +73,10 @@ def test_pacer_busy_until_interval_passes() -> None:
     pacer.started("fast", T0)  # no interval: never busy
     pacer.started("other", T0)
     assert pacer.busy(T0) == {"slow", "other"}
+    assert pacer.next_free() is None  # both are being sent to: their outcome wakes us
+    pacer.finished("slow", T0)
+    pacer.finished("other", T0)
+    pacer.finished("fast", T0)
     assert pacer.next_free() == T0 + 1
     assert pacer.busy(T0 + 0.999) == {"slow", "other"}
     assert pacer.busy(T0 + 1) == {"slow"}  # free exactly at the end of the interval
@@ -91,9 +95,25 @@ def test_pacer_zero_interval_is_not_remembered() -> None:
 def test_pacer_send_again_extends() -> None:
     pacer = RecipientPacer(lambda _: 5.0)
     pacer.started("a", T0)
+    pacer.finished("a", T0)
     pacer.started("a", T0 + 3)
+    pacer.finished("a", T0 + 3)
     assert pacer.busy(T0 + 7) == {"a"}
     assert pacer.busy(T0 + 8) == set()
+
+
+def test_pacer_busy_while_in_flight_then_interval_after_the_answer() -> None:
+    pacer = RecipientPacer(lambda _: 1.0)
+    pacer.started("a", T0)
+    pacer.started("a", T0)  # two deliveries to "a" in flight (two processes)
+    assert pacer.busy(T0 + 100) == {"a"}  # a slow send keeps it busy past the interval
+    pacer.finished("a", T0 + 100)
+    assert pacer.busy(T0 + 150) == {"a"}  # one is still being sent
+    pacer.finished("a", T0 + 150)
+    assert pacer.busy(T0 + 150.5) == {"a"}
+    assert pacer.busy(T0 + 151) == set()
+    pacer.finished("unknown", T0)  # an answer for what was never paced changes nothing
+    assert pacer.busy(T0 + 151) == set()
 
 
 def test_pacer_busy_returns_a_copy() -> None:

@@ -669,6 +669,7 @@ def test_success_logs_do_not_reveal_the_token(
     debug_logs: list[MutableMapping[str, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     telegram_api.always(-4567, Reply.migrate(to=-1009876543210))
     make_worker(split_long=True).send(delivery(long_text(), -4567))
     assert [entry["event"] for entry in debug_logs] == [
