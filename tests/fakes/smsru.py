@@ -20,8 +20,6 @@ Request replies are an `int` (a request-level error code), `Raw`, `Slow`, `Reset
 `Slow` answers normally after the delay (the numbers are recorded first).
 """
 
-
-
 from __future__ import annotations
 
 import asyncio

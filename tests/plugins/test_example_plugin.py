@@ -1,8 +1,6 @@
 """The example third-party worker package under examples/ installs with pip into a fresh
 virtual environment, and notifierd then finds and uses its worker type by name."""
 
-
-
 from __future__ import annotations
 
 import json

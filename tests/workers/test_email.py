@@ -1,8 +1,6 @@
 """The `email` worker against a real (aiosmtpd) SMTP server: STARTTLS, implicit TLS, AUTH,
 replies injected at RCPT and DATA, and dropped connections."""
 
-
-
 from __future__ import annotations
 
 import base64

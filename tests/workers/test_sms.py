@@ -1,7 +1,5 @@
 """The `sms` worker against fake Twilio, SMS.ru and generic gateways speaking their protocols."""
 
-
-
 from __future__ import annotations
 
 import pickle

@@ -1,7 +1,5 @@
 """SMS parts counting: GSM-7 vs UCS-2 detection and the part boundaries."""
 
-
-
 from __future__ import annotations
 
 import re

@@ -1,6 +1,5 @@
 """The Telegram worker, called in-process against the fake Bot API server."""
 
-
 from __future__ import annotations
 
 import itertools
