@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from notifierd.config import RetryPolicy
 from notifierd.errors import StoreError
+from notifierd.messages import Outcome
+from notifierd.states import OutcomeKind
 from notifierd.store import NewJob, SqliteStore
 
 
@@ -67,3 +70,37 @@ async def test_writes_after_close_fail_with_a_store_error(tmp_path: Path) -> Non
     await store.close()
     with pytest.raises(StoreError):
         await store.add(job("late"), 1.0)
+
+
+async def test_outcomes_of_one_batch_apply_each_to_its_own_lease(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "n.db")
+    await store.open()
+    policy = RetryPolicy(delay=5, max_attempts=3)
+    try:
+        for i in range(4):
+            await store.add(job(f"m{i}"), 100.0)
+        [a, b, c, d] = (await store.claim("devnull", 10, 100.0, 60)).deliveries
+        states = await store.complete(
+            [
+                Outcome(a.id, a.lease_token, OutcomeKind.DELIVERED.value),
+                Outcome(b.id, b.lease_token + 1, OutcomeKind.DELIVERED.value),  # stale lease
+                Outcome(c.id, c.lease_token, OutcomeKind.TEMPORARY.value, error="down"),
+                Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED.value),
+                Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED.value),  # answered twice
+            ],
+            policy,
+            101.0,
+        )
+        records = {r.id: r for r in await store.list_deliveries(None, None, 10)}
+    finally:
+        await store.close()
+
+    assert states == ["delivered", None, "queued", "delivered", None]
+    assert [records[x.id].state for x in (a, b, c, d)] == [
+        "delivered",
+        "leased",
+        "queued",
+        "delivered",
+    ]
+    assert records[a.id].updated_at == 101.0
+    assert records[c.id].last_error == "down"
