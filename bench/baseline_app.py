@@ -41,9 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.baseline_app")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop, as notifierd does")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port))
+        if args.uvloop:
+            import uvloop  # noqa: PLC0415 - optional
+
+            uvloop.run(serve(args.host, args.port))
+        else:
+            asyncio.run(serve(args.host, args.port))
     return 0
 
 

@@ -3,6 +3,7 @@ measures, stops them, and adds rows to the report."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -160,6 +161,23 @@ def baseline(report: Report) -> None:
         f"{result.rate:,.0f} req/s (p99 {result.latency_p99_ms:.1f} ms)",
         "reference",
         "1.00x",
+    )
+    if importlib.util.find_spec("uvloop") is None:
+        return
+    # notifierd runs on uvloop when it is installed: show what that alone gives aiohttp.
+    server = Baseline(uvloop=True)
+    server.start()
+    try:
+        load(send_url(server), client=report.client, duration=sizes.warmup)
+        fast = load(send_url(server), client=report.client, duration=sizes.duration)
+    finally:
+        server.stop()
+    report.check_statuses("baseline on uvloop", fast)
+    report.add(
+        "  the same baseline on uvloop (for reference)",
+        f"{fast.rate:,.0f} req/s",
+        "",
+        f"{fast.rate / result.rate:.2f}x",
     )
 
 

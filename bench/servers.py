@@ -129,16 +129,18 @@ class Notifierd:
 class Baseline:
     """The bare aiohttp app of `bench.baseline_app`, in a process of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, uvloop: bool = False) -> None:
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
+        self.uvloop = uvloop
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.baseline_app", "--port", "0"],
+            [sys.executable, "-m", "bench.baseline_app", "--port", "0"]
+            + (["--uvloop"] if self.uvloop else []),
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
