@@ -594,15 +594,22 @@ async def test_leases_survive_reopen_and_recover(tmp_path: Path) -> None:
 
 
 class BatchCounter:
+    """Records how many writes each transaction carried (one `_settle` per transaction)."""
+
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sizes: list[int] = []
-        original = SqliteStore._run_batch
+        original = SqliteStore._settle
 
-        def counting(store: SqliteStore, operations: list[Any]) -> list[tuple[bool, Any]]:
-            self.sizes.append(len(operations))
-            return original(store, operations)
+        def counting(
+            store: SqliteStore,
+            futures: list[asyncio.Future[Any]],
+            results: list[tuple[bool, Any]] | None,
+            error: Exception | None,
+        ) -> None:
+            self.sizes.append(len(futures))
+            original(store, futures, results, error)
 
-        monkeypatch.setattr(SqliteStore, "_run_batch", counting)
+        monkeypatch.setattr(SqliteStore, "_settle", counting)
 
 
 async def test_group_commit(
@@ -627,7 +634,8 @@ async def test_group_commit_mixed_operations(
     claimed, job_id, _ = await asyncio.gather(
         store.claim("c", 10, T0, LEASE), store.add(job(), T0), store.set_flag("x", "1")
     )
-    assert len(claimed.deliveries) == 1
+    # The jobs of a transaction are inserted first, so the claim sharing it sees the new one.
+    assert len(claimed.deliveries) == 2
     assert job_id == 2
     assert counter.sizes == [3]
 

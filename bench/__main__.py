@@ -1,0 +1,96 @@
+"""`python -m bench`: run notifierd's benchmarks and print one table.
+
+Scenarios, each against a real `bin/notifierd` with a temporary state dir (or the bare aiohttp
+baseline), the load coming from `bench.load` in a process of its own:
+
+- baseline    bare aiohttp with the same route (parses the form, answers 204), 32 connections
+- intake      POST /api/send/devnull at 32 connections, every 204 committed (synchronous=FULL),
+              null worker running; with the access log on (the default) and off
+- end-to-end  time from the first POST until 50,000 messages are DELIVERED, processes: 1 and 2;
+              accept->delivered latency (the Store's created_at -> updated_at) at 500 msg/s
+- startup     start-up to a 204 on /api/ping with an empty Store
+- backlog     1,000,000 deliveries delayed by an hour in the Store: start-up, intake, RSS,
+              restart
+
+`--quick` makes every load tiny (the CI smoke test); `--scenario NAME` runs some of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from bench.scenarios import SCENARIOS, Report, Sizes
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        kib = int(meminfo.read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    return (
+        f"{os.cpu_count()} CPUs ({model}){memory}; {platform.system()} {platform.release()};"
+        f" Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def render(report: Report) -> str:
+    header = ("scenario", "figure", "target", "result")
+    rows = [header, *((r.scenario, r.figure, r.target, r.verdict) for r in report.rows)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny loads (a smoke test)")
+    parser.add_argument(
+        "--scenario", action="append", choices=sorted(SCENARIOS), help="run only these"
+    )
+    parser.add_argument("--duration", type=float, help="seconds of each intake measurement")
+    parser.add_argument(
+        "--client", choices=("raw", "aiohttp"), default="raw", help="the load generator"
+    )
+    args = parser.parse_args(argv)
+    sizes = Sizes.quick() if args.quick else Sizes.full()
+    if args.duration is not None:
+        sizes = Sizes(**{**sizes.__dict__, "duration": args.duration})
+    report = Report(sizes, args.client)
+    began = time.perf_counter()
+    for name in args.scenario or list(SCENARIOS):
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        SCENARIOS[name](report)
+    print(f"Machine: {machine()}")
+    print(f"Load: bench.load ({args.client} client), {time.perf_counter() - began:.0f} s in all")
+    print()
+    print(render(report))
+    for note in report.notes:
+        print(f"\nnote: {note}", end="")
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

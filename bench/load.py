@@ -1,0 +1,257 @@
+"""The load generator: N keep-alive HTTP/1.1 connections, each sending one request at a time.
+
+It speaks just enough HTTP/1.1 over an asyncio protocol (a request is a constant byte string, a
+response is a status line, headers and a Content-Length body), so that one client process can
+drive a server several times faster than the server can answer: what is measured is the
+server. `--client aiohttp` uses aiohttp's client instead (slower; the same for both servers).
+
+Three ways to stop: after `duration` seconds, after `count` requests, or at a fixed `rate`
+(requests per second, open loop: requests leave on schedule whether or not earlier ones have
+been answered) for `count` requests. Every status is counted; a response that is not 204 is
+reported, never ignored. Run it as `python -m bench.load URL ...`; it prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
+
+BODY = "message=bench+message+%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82%2C+world%21"
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    seconds: float = 0.0
+    #: Wall-clock time at which the first request left.
+    started_at: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def non_204(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status != "204") + self.errors
+
+
+@dataclass
+class _Plan:
+    duration: float | None
+    count: int | None
+    rate: float | None
+    issued: int = 0
+    start: float = 0.0
+
+    def ticket(self) -> float | None:
+        """When the next request may leave (monotonic), or None when the run is over."""
+        if self.count is not None and self.issued >= self.count:
+            return None
+        now = time.perf_counter()
+        if self.duration is not None and now - self.start >= self.duration:
+            return None
+        self.issued += 1
+        if self.rate is None:
+            return now
+        return self.start + (self.issued - 1) / self.rate
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; `exchange` sends a request and returns the status."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[int] | None = None
+        self._closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0 or self._waiter is None:
+            return
+        head = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        if len(self._buffer) < end + 4 + length:
+            return
+        del self._buffer[: end + 4 + length]
+        waiter, self._waiter = self._waiter, None
+        if not waiter.done():
+            waiter.set_result(int(head[0].split(" ", 2)[1]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ConnectionError("the server closed the connection"))
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def exchange(self, request: bytes) -> int:
+        assert self._transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._transport.write(request)
+        return await self._waiter
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def build_request(url: str, body: str) -> bytes:
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    data = body.encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def _raw_worker(url: str, request: bytes, plan: _Plan, stats: _Stats) -> None:
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    connection: _Connection | None = None
+    while (leave_at := plan.ticket()) is not None:
+        delay = leave_at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if connection is None:
+            _, connection = await loop.create_connection(
+                _Connection, parts.hostname or "127.0.0.1", parts.port or 80
+            )
+        started = time.perf_counter()
+        try:
+            status = await connection.exchange(request)
+        except ConnectionError:
+            stats.errors += 1
+            connection.close()
+            connection = None
+            continue
+        stats.record(status, started)
+    if connection is not None:
+        connection.close()
+
+
+async def _aiohttp_worker(url: str, body: str, plan: _Plan, stats: _Stats, session: object) -> None:
+    import aiohttp  # noqa: PLC0415 - only for --client aiohttp
+
+    assert isinstance(session, aiohttp.ClientSession)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    while (leave_at := plan.ticket()) is not None:
+        delay = leave_at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        started = time.perf_counter()
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                stats.record(response.status, started)
+        except aiohttp.ClientError:
+            stats.errors += 1
+
+
+@dataclass
+class _Stats:
+    statuses: Counter[int] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    def record(self, status: int, started: float) -> None:
+        self.statuses[status] += 1
+        self.latencies.append(time.perf_counter() - started)
+
+
+async def run_load(
+    url: str,
+    connections: int,
+    *,
+    duration: float | None = None,
+    count: int | None = None,
+    rate: float | None = None,
+    body: str = BODY,
+    client: str = "raw",
+) -> LoadResult:
+    """Drive `url` with `connections` concurrent keep-alive connections (see the module doc)."""
+    if duration is None and count is None:
+        raise ValueError("give a duration or a count")
+    plan = _Plan(duration, count, rate)
+    stats = _Stats()
+    started_at = time.time()
+    plan.start = time.perf_counter()
+    if client == "aiohttp":
+        import aiohttp  # noqa: PLC0415
+
+        connector = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(
+                *(_aiohttp_worker(url, body, plan, stats, session) for _ in range(connections))
+            )
+    else:
+        request = build_request(url, body)
+        await asyncio.gather(*(_raw_worker(url, request, plan, stats) for _ in range(connections)))
+    seconds = time.perf_counter() - plan.start
+    latencies = sorted(stats.latencies)
+    return LoadResult(
+        requests=sum(stats.statuses.values()),
+        statuses={str(status): n for status, n in sorted(stats.statuses.items())},
+        errors=stats.errors,
+        seconds=seconds,
+        started_at=started_at,
+        latency_p50_ms=_percentile(latencies, 0.50) * 1000,
+        latency_p99_ms=_percentile(latencies, 0.99) * 1000,
+    )
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float)
+    parser.add_argument("--count", type=int)
+    parser.add_argument("--rate", type=float, help="requests per second (open loop)")
+    parser.add_argument("--body", default=BODY)
+    parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw")
+    args = parser.parse_args(argv)
+    result = asyncio.run(
+        run_load(
+            args.url,
+            args.connections,
+            duration=args.duration,
+            count=args.count,
+            rate=args.rate,
+            body=args.body,
+            client=args.client,
+        )
+    )
+    json.dump(asdict(result), sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""The scenarios of `python -m bench`. Each starts its own server(s) with a fresh state dir,
+measures, stops them, and adds rows to the report."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.backlog import write_backlog
+from bench.load import LoadResult
+from bench.servers import (
+    CHANNEL,
+    ROOT,
+    Baseline,
+    Notifierd,
+    count_jobs,
+    delivered,
+    delivery_times,
+    rss_mb,
+    wait_until,
+)
+
+CONNECTIONS = 32
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much load each scenario makes; `quick` is for the CI smoke test."""
+
+    duration: float
+    warmup: float
+    messages: int
+    steady_rate: float
+    steady_seconds: float
+    backlog: int
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(
+            duration=10.0,
+            warmup=1.0,
+            messages=50_000,
+            steady_rate=500.0,
+            steady_seconds=10.0,
+            backlog=1_000_000,
+        )
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            duration=0.5,
+            warmup=0.2,
+            messages=300,
+            steady_rate=100.0,
+            steady_seconds=1.0,
+            backlog=2_000,
+        )
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    figure: str
+    target: str = ""
+    verdict: str = ""
+
+
+@dataclass
+class Report:
+    sizes: Sizes
+    client: str = "raw"
+    rows: list[Row] = field(default_factory=list)
+    #: Figures other scenarios compare with: "baseline", "intake".
+    figures: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, scenario: str, figure: str, target: str = "", verdict: str = "") -> None:
+        self.rows.append(Row(scenario, figure, target, verdict))
+
+    def check_statuses(self, scenario: str, result: LoadResult) -> None:
+        if result.non_204:
+            self.notes.append(
+                f"{scenario}: {result.non_204} responses were not 204: {result.statuses}"
+                f" (+{result.errors} connection errors)"
+            )
+
+
+def load(
+    url: str,
+    *,
+    client: str,
+    duration: float | None = None,
+    count: int | None = None,
+    rate: float | None = None,
+    connections: int = CONNECTIONS,
+) -> LoadResult:
+    """Run the load generator in a process of its own (it must not share a core's GIL with
+    this one, which polls and reads the Store)."""
+    args = [sys.executable, "-m", "bench.load", url, "--connections", str(connections)]
+    args += ["--client", client]
+    if duration is not None:
+        args += ["--duration", str(duration)]
+    if count is not None:
+        args += ["--count", str(count)]
+    if rate is not None:
+        args += ["--rate", str(rate)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(args, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
+    return LoadResult(**json.loads(done.stdout))
+
+
+def verdict(ok: bool, ratio: float | None = None) -> str:
+    mark = "pass" if ok else "MISS"
+    return f"{ratio:.2f}x {mark}" if ratio is not None else mark
+
+
+@contextmanager
+def state_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="notifierd-bench-") as path:
+        yield Path(path)
+
+
+@contextmanager
+def daemon(
+    path: Path, processes: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[Notifierd, float]]:
+    server = Notifierd(path, processes, env)
+    try:
+        took = server.start()
+        wait_until(lambda: server.workers_ready(processes), "the workers to be ready")
+        yield server, took
+    finally:
+        server.stop()
+
+
+def send_url(server: Notifierd | Baseline) -> str:
+    return server.url(f"/api/send/{CHANNEL}")
+
+
+def baseline(report: Report) -> None:
+    sizes = report.sizes
+    server = Baseline()
+    server.start()
+    try:
+        load(send_url(server), client=report.client, duration=sizes.warmup)
+        result = load(send_url(server), client=report.client, duration=sizes.duration)
+    finally:
+        server.stop()
+    report.check_statuses("baseline", result)
+    report.figures["baseline"] = result.rate
+    report.add(
+        "baseline: bare aiohttp, same route, 32 conns",
+        f"{result.rate:,.0f} req/s (p99 {result.latency_p99_ms:.1f} ms)",
+        "reference",
+        "1.00x",
+    )
+    if importlib.util.find_spec("uvloop") is None:
+        return
+    # notifierd runs on uvloop when it is installed: show what that alone gives aiohttp.
+    server = Baseline(uvloop=True)
+    server.start()
+    try:
+        load(send_url(server), client=report.client, duration=sizes.warmup)
+        fast = load(send_url(server), client=report.client, duration=sizes.duration)
+    finally:
+        server.stop()
+    report.check_statuses("baseline on uvloop", fast)
+    report.add(
+        "  the same baseline on uvloop (for reference)",
+        f"{fast.rate:,.0f} req/s",
+        "",
+        f"{fast.rate / result.rate:.2f}x",
+    )
+
+
+def measure_intake(report: Report, server: Notifierd, name: str) -> float:
+    sizes = report.sizes
+    load(send_url(server), client=report.client, duration=sizes.warmup)
+    warm = count_jobs(server.database)
+    result = load(send_url(server), client=report.client, duration=sizes.duration)
+    report.check_statuses(name, result)
+    # Every 204 is a committed job: the Store must hold as many new jobs as 204s were given.
+    stored = count_jobs(server.database, warm)
+    if stored != result.statuses.get("204", 0):
+        report.notes.append(f"{name}: {result.statuses.get('204', 0)} 204s but {stored} jobs")
+    return result.rate
+
+
+def _intake_row(report: Report, label: str, rate: float) -> None:
+    base = report.figures.get("baseline")
+    ratio = rate / base if base else None
+    report.add(
+        label,
+        f"{rate:,.0f} req/s",
+        ">= 0.8x baseline",
+        verdict(ratio is not None and ratio >= 0.8, ratio) if ratio is not None else "",
+    )
+
+
+def intake(report: Report) -> None:
+    with state_dir() as path, daemon(path) as (server, _):
+        rate = measure_intake(report, server, "intake")
+    report.figures["intake"] = rate
+    _intake_row(report, "intake: POST /api/send, FULL sync, null worker on", rate)
+    with state_dir() as path, daemon(path, env={"NOTIFIERD_ACCESS_LOG": "false"}) as (server, _):
+        rate = measure_intake(report, server, "intake, access log off")
+    _intake_row(report, "intake, access log off", rate)
+
+
+def end_to_end(report: Report) -> None:
+    sizes = report.sizes
+    for processes in (1, 2):
+        with state_dir() as path, daemon(path, processes) as (server, _):
+            result = load(send_url(server), client=report.client, count=sizes.messages)
+            report.check_statuses(f"end-to-end processes={processes}", result)
+            accepted = result.statuses.get("204", 0)
+            wait_until(
+                lambda server=server, accepted=accepted: delivered(server.database) >= accepted,
+                "every message to be delivered",
+                timeout=600,
+            )
+            last = max(updated for _, updated in delivery_times(server.database))
+        seconds = last - result.started_at
+        rate = accepted / seconds
+        report.add(
+            f"end-to-end: {accepted:,} messages, processes: {processes}",
+            f"{rate:,.0f} deliveries/s ({seconds:.1f} s; intake {result.rate:,.0f} req/s)",
+            ">= 5,000/s",
+            verdict(rate >= 5000, rate / 5000),
+        )
+    with state_dir() as path, daemon(path) as (server, _):
+        count = int(sizes.steady_rate * sizes.steady_seconds)
+        result = load(send_url(server), client=report.client, count=count, rate=sizes.steady_rate)
+        report.check_statuses("latency", result)
+        accepted = result.statuses.get("204", 0)
+        wait_until(lambda: delivered(server.database) >= accepted, "every message to be delivered")
+        latencies = sorted(done - created for created, done in delivery_times(server.database))
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    report.add(
+        f"accept->delivered at {sizes.steady_rate:.0f} msg/s, {accepted:,} messages",
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+        "p99 <= 50 ms",
+        verdict(p99 <= 50, 50 / p99 if p99 else None),
+    )
+
+
+def startup(report: Report) -> None:
+    with state_dir() as path:
+        server = Notifierd(path)
+        try:
+            took = server.start()
+        finally:
+            server.stop()
+    report.add(
+        "start-up to 204 on /api/ping, empty Store", f"{took:.2f} s", "<= 3 s", verdict(took <= 3)
+    )
+
+
+def backlog(report: Report) -> None:
+    sizes = report.sizes
+    with state_dir() as path:
+        server = Notifierd(path)
+        wrote = write_backlog(server.database, CHANNEL, sizes.backlog, delay=3600, ttl=86400)
+        report.notes.append(
+            f"backlog: {sizes.backlog:,} delayed deliveries written into the Store in {wrote:.1f} s"
+        )
+        try:
+            took = server.start()
+            wait_until(lambda: server.workers_ready(1), "the worker to be ready")
+            report.add(
+                f"start-up with {sizes.backlog:,} delayed deliveries",
+                f"{took:.2f} s",
+                "<= 3 s",
+                verdict(took <= 3),
+            )
+            rate = measure_intake(report, server, "intake with backlog")
+            parent = rss_mb(server.pid)
+            child = max(rss_mb(pid) for pid in server.worker_pids())
+            empty = report.figures.get("intake")
+            ratio = rate / empty if empty else None
+            report.add(
+                f"intake with {sizes.backlog:,} delayed deliveries",
+                f"{rate:,.0f} req/s",
+                ">= 0.9x empty-Store intake",
+                verdict(ratio is not None and ratio >= 0.9, ratio) if ratio is not None else "",
+            )
+            report.add(
+                "  RSS with the backlog: parent / one worker",
+                f"{parent:.0f} MB / {child:.0f} MB",
+                "parent <= 150 MB",
+                verdict(parent <= 150),
+            )
+            stop = server.stop()
+            again = server.start()
+            report.add(
+                "  restart with the backlog: stop + start to 204",
+                f"{stop:.2f} s + {again:.2f} s",
+                "start <= 3 s",
+                verdict(again <= 3),
+            )
+        finally:
+            server.stop()
+
+
+SCENARIOS: dict[str, Callable[[Report], None]] = {
+    "baseline": baseline,
+    "intake": intake,
+    "end-to-end": end_to_end,
+    "startup": startup,
+    "backlog": backlog,
+}
