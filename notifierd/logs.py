@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import logging.handlers
 import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
+
+from notifierd.log_output import Output, RotatingFile, StdlibBridge, named_logger_factory
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -30,33 +31,19 @@ def level_number(level: str) -> int:
     return LEVELS.get(level.lower(), logging.INFO)
 
 
-def _shared_processors() -> list[Any]:
-    return [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.PositionalArgumentsFormatter(),
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-
-
 LIBRARY_LOGGERS = ("asyncio", "aiohttp", "urllib3", "multiprocessing")
 
 
 class LogFiles:
-    """The parent's log file handlers; `reopen` (on SIGHUP) lets an external logrotate move
-    the file away: the next line goes to a new file at the configured path."""
+    """The parent's log file; `reopen` (on SIGHUP) lets an external logrotate move the file
+    away: the next line goes to a new file at the configured path."""
 
-    def __init__(self, handlers: list[logging.FileHandler]) -> None:
-        self._handlers = handlers
+    def __init__(self, files: list[RotatingFile]) -> None:
+        self._files = files
 
     def reopen(self) -> None:
-        for handler in self._handlers:
-            with handler.lock or contextlib.nullcontext():
-                if handler.stream is not None:
-                    handler.stream.close()
-                    handler.stream = None
-                # FileHandler opens a new stream at the next record.
+        for file in self._files:
+            file.reopen()
 
 
 def configure_parent_logging(
@@ -68,57 +55,33 @@ def configure_parent_logging(
     max_bytes: int = 0,
     backups: int = 0,
 ) -> LogFiles:
-    """Route structlog and stdlib logging (aiohttp's access log included) through one
-    renderer: console on a terminal (or when asked), JSON otherwise. `verbose` 1 is debug for
-    notifierd; 2 also lets the libraries' debug output through."""
+    """structlog, and the libraries' stdlib logging (aiohttp, asyncio), to stderr (console on
+    a terminal or when asked, JSON otherwise) and to the optional rotated file (JSON).
+    `verbose` 1 is debug for notifierd; 2 also lets the libraries' debug output through."""
     console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
-    shared = _shared_processors()
+    file = RotatingFile(log_file, max_bytes, backups) if log_file is not None else None
+    output = Output(sys.stderr, console, file)
+    number = logging.DEBUG if verbose else level_number(level)
     structlog.configure(
         processors=[
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            output,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=named_logger_factory,
         cache_logger_on_first_use=True,
     )
-    handlers: list[logging.Handler] = [_handler(logging.StreamHandler(sys.stderr), console)]
-    files: list[logging.FileHandler] = []
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-        )
-        files.append(file_handler)
-        handlers.append(_handler(file_handler, False))
-    number = logging.DEBUG if verbose else level_number(level)
     root = logging.getLogger()
-    root.handlers = handlers
+    root.handlers = [StdlibBridge(output)]
     root.setLevel(number)
     library_level = number if verbose >= 2 else max(number, logging.INFO)
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(library_level)
-    return LogFiles(files)
-
-
-def _handler(handler: logging.Handler, console: bool) -> logging.Handler:
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=console and sys.stderr.isatty())
-        if console
-        else structlog.processors.JSONRenderer(ensure_ascii=False)
-    )
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=_shared_processors(),
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                renderer,
-            ],
-        )
-    )
-    return handler
+    return LogFiles([file] if file is not None else [])
 
 
 def reemit(level: str, event: MutableMapping[str, Any], **context: Any) -> None:

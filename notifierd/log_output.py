@@ -1,0 +1,143 @@
+"""Where the parent's log lines go: stderr and, optionally, a size-rotated file.
+
+structlog renders each event once per format (console or JSON) and writes the line straight to
+these sinks. The standard library's logging machinery (a LogRecord, a formatter chain) is kept
+out of the way: the access log and the per-attempt lines are written for every message, and
+that machinery cost several times what the rendering itself does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+Renderer = Callable[[WrappedLogger, str, EventDict], Any]
+
+
+class RotatingFile:
+    """A log file rotated by size (`path.1` ... `path.N`), reopened on demand (SIGHUP)."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._lock = threading.Lock()
+        self._stream: TextIO | None = None
+        self._size = 0
+
+    def write(self, line: str) -> None:
+        data = line + "\n"
+        with self._lock:
+            stream = self._stream or self._open()
+            stream.write(data)
+            stream.flush()
+            self._size += len(data.encode("utf-8"))
+            if self.max_bytes and self._size >= self.max_bytes:
+                self._rotate()
+
+    def reopen(self) -> None:
+        """Close the file; the next line opens whatever is at the path now (logrotate moved
+        the old one away)."""
+        with self._lock:
+            self._close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _open(self) -> TextIO:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._stream = self.path.open("a", encoding="utf-8")
+        self._size = self._stream.tell()
+        return self._stream
+
+    def _close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def _rotate(self) -> None:
+        self._close()
+        if self.backups <= 0:
+            self.path.unlink(missing_ok=True)
+            return
+        for index in range(self.backups - 1, 0, -1):
+            source = self.path.with_name(f"{self.path.name}.{index}")
+            if source.exists():
+                source.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+
+
+class Output:
+    """The last structlog processor of the parent: renders the event for each sink, writes it,
+    and ends the chain."""
+
+    def __init__(self, stream: TextIO, console: bool, file: RotatingFile | None) -> None:
+        self._stream = stream
+        self._file = file
+        self._json: Renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+        self._stream_renderer: Renderer = (
+            structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console else self._json
+        )
+
+    def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        self.write(event)
+        raise structlog.DropEvent
+
+    def write(self, event: EventDict) -> None:
+        line = self._stream_renderer(None, "", dict(event))
+        with contextlib.suppress(OSError, ValueError):  # a closed stderr must not stop us
+            self._stream.write(f"{line}\n")
+        if self._file is not None:
+            file_line = (
+                line if self._stream_renderer is self._json else self._json(None, "", dict(event))
+            )
+            self._file.write(str(file_line))
+
+
+class NamedLogger:
+    """What structlog wraps in the parent: only a name (for `add_logger_name`); `Output`
+    writes every event before it would be called."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def named_logger_factory(*args: Any) -> NamedLogger:
+    return NamedLogger(str(args[0]) if args else "notifierd")
+
+
+class StdlibBridge(logging.Handler):
+    """Sends the records of libraries that use the standard `logging` (aiohttp, asyncio) to
+    the same output, in the same shape."""
+
+    def __init__(self, output: Output) -> None:
+        super().__init__()
+        self._output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            event: EventDict = {
+                "event": record.getMessage(),
+                "logger": record.name,
+                "level": record.levelname.lower(),
+                "timestamp": _iso(record.created),
+            }
+            if record.exc_info:
+                event["exception"] = logging.Formatter().formatException(record.exc_info)
+            self._output.write(event)
+        except Exception:
+            self.handleError(record)
+
+
+def _iso(created: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created % 1 * 1_000_000):06d}Z"
