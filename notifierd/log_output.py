@@ -8,6 +8,7 @@ that machinery cost several times what the rendering itself does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -83,6 +84,11 @@ class Output:
     def __init__(self, stream: TextIO, console: bool, file: RotatingFile | None) -> None:
         self._stream = stream
         self._file = file
+        # Lines written from the event loop's thread wait for the end of the loop's turn and go
+        # out in one write: under load one system call carries many lines, when idle a line
+        # leaves at once. Other threads write straight through.
+        self._pending: list[str] = []
+        self._flush_scheduled = False
         self._json: Renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
         self._stream_renderer: Renderer = (
             structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console else self._json
@@ -94,13 +100,34 @@ class Output:
 
     def write(self, event: EventDict) -> None:
         line = self._stream_renderer(None, "", dict(event))
-        with contextlib.suppress(OSError, ValueError):  # a closed stderr must not stop us
-            self._stream.write(f"{line}\n")
+        self._to_stream(f"{line}\n")
         if self._file is not None:
             file_line = (
                 line if self._stream_renderer is self._json else self._json(None, "", dict(event))
             )
             self._file.write(str(file_line))
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        lines, self._pending = self._pending, []
+        if lines:
+            self._emit("".join(lines))
+
+    def _to_stream(self, line: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._emit(line)
+            return
+        self._pending.append(line)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self.flush)
+
+    def _emit(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a closed stderr must not stop us
+            self._stream.write(text)
+            self._stream.flush()
 
 
 class NamedLogger:

@@ -35,15 +35,20 @@ LIBRARY_LOGGERS = ("asyncio", "aiohttp", "urllib3", "multiprocessing")
 
 
 class LogFiles:
-    """The parent's log file; `reopen` (on SIGHUP) lets an external logrotate move the file
-    away: the next line goes to a new file at the configured path."""
+    """The parent's log outputs; `reopen` (on SIGHUP) lets an external logrotate move the
+    file away: the next line goes to a new file at the configured path."""
 
-    def __init__(self, files: list[RotatingFile]) -> None:
+    def __init__(self, output: Output, files: list[RotatingFile]) -> None:
+        self._output = output
         self._files = files
 
     def reopen(self) -> None:
         for file in self._files:
             file.reopen()
+
+    def flush(self) -> None:
+        """Write out what waits for the end of the event loop's turn (call at exit)."""
+        self._output.flush()
 
 
 def configure_parent_logging(
@@ -81,7 +86,7 @@ def configure_parent_logging(
     library_level = number if verbose >= 2 else max(number, logging.INFO)
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(library_level)
-    return LogFiles([file] if file is not None else [])
+    return LogFiles(output, [file] if file is not None else [])
 
 
 def reemit(level: str, event: MutableMapping[str, Any], **context: Any) -> None:

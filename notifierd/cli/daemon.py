@@ -70,3 +70,5 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreError, CommandError, OSError) as exc:
         structlog.get_logger("notifierd").critical("notifierd.failed", error=str(exc))
         return EXIT_FAILURE
+    finally:
+        log_files.flush()
