@@ -113,6 +113,8 @@ class Daemon:
         return 0
 
     async def _serve(self) -> None:
+        # First: a SIGTERM during start-up must lead to an orderly stop, not a sudden death.
+        self._install_signal_handlers()
         recovered = await self.store.recover(time.time())
         flags = await self.store.get_flags()
         self.paused = PAUSED_FLAG in flags
@@ -123,7 +125,6 @@ class Daemon:
         try:
             await self._start_http()
             self._start_channels()
-            self._install_signal_handlers()
             loop = asyncio.get_running_loop()
             background = [
                 loop.create_task(self._housekeeping()),
