@@ -58,6 +58,11 @@ class GatewayMessage:
     text: str
 
 
+#: Credentials the tests give the fake gateway (and their channels).
+TEST_USERNAME = "kannel"
+TEST_PASSWORD = "kannel-pass-9d2f"
+
+
 class FakeSmsGateway(ThreadedServer):
     def __init__(self, username: str | None = None, password: str | None = None) -> None:
         self.username = username

@@ -19,10 +19,10 @@ from urllib.parse import quote_plus
 import pytest
 import yaml
 
-from tests.fakes.sms_gateway import FakeSmsGateway, GatewayReply
+from tests.fakes.sms_gateway import TEST_PASSWORD, TEST_USERNAME, FakeSmsGateway, GatewayReply
 from tests.fakes.smsru import DEFAULT_API_ID, FakeSmsRu
 from tests.fakes.smtp import FakeSmtp
-from tests.fakes.tls import Certificate, self_signed_certificate
+from tests.fakes.tls import Certificate
 from tests.fakes.twilio import (
     ACCEPT,
     DEFAULT_SID,
@@ -39,10 +39,10 @@ PHONES = ["+79251234567", "+79161234568", "+447700900123"]
 ADDRESSES = ["ops@example.org", "дежурный@example.org", "boss@example.org"]
 TEXT = "Сервер «db-1»: диск заполнен на 98 % — срочно!\nВторая строка: ёЁ, №5, «ёлочки» и “лапки”…"
 FAST_RETRY = {"delay": 0.2, "max_attempts": 3, "jitter": 0}
-GATEWAY_USER = "kannel"
+GATEWAY_USER = TEST_USERNAME
 SMTP_USER = "notifier@example.org"
 SMTP_PASSWORD = "smtp-pass-5c1e"
-GATEWAY_PASSWORD = "kannel-pass-9d2f"
+GATEWAY_PASSWORD = TEST_PASSWORD
 WRONG_SECRET = "wrong-secret-0000"
 TERMINAL = {"delivered", "failed", "dead", "expired"}
 
@@ -201,35 +201,6 @@ def body_text(message: EmailMessage) -> str:
     content = message.get_content()
     assert isinstance(content, str)
     return content
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def smsru() -> Iterator[FakeSmsRu]:
-    fake = FakeSmsRu()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def gateway() -> Iterator[FakeSmsGateway]:
-    fake = FakeSmsGateway(username=GATEWAY_USER, password=GATEWAY_PASSWORD)
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(params=["twilio", "smsru", "http", "email"])

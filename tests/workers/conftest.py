@@ -12,12 +12,9 @@ import pytest
 
 from notifierd.workers.base import Worker
 from notifierd.workers.telegram import TelegramParams, TelegramWorker
-from tests.fakes.sms_gateway import FakeSmsGateway
-from tests.fakes.smsru import FakeSmsRu
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
-from tests.fakes.tls import Certificate, self_signed_certificate
-from tests.fakes.twilio import FakeTwilio
+from tests.fakes.tls import Certificate
 
 MakeWorker = Callable[..., TelegramWorker]
 
@@ -60,35 +57,6 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def smsru() -> Iterator[FakeSmsRu]:
-    fake = FakeSmsRu()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def gateway() -> Iterator[FakeSmsGateway]:
-    fake = FakeSmsGateway(username="kannel", password="kannel-pass-9d2f")
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,42 @@
+"""Fixtures shared by the worker tests and the end-to-end tests: running fakes of the remote
+services and a test certificate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.sms_gateway import TEST_PASSWORD, TEST_USERNAME, FakeSmsGateway
+from tests.fakes.smsru import FakeSmsRu
+from tests.fakes.tls import Certificate, self_signed_certificate
+from tests.fakes.twilio import FakeTwilio
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    fake = FakeTwilio()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def smsru() -> Iterator[FakeSmsRu]:
+    fake = FakeSmsRu()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def gateway() -> Iterator[FakeSmsGateway]:
+    fake = FakeSmsGateway(username=TEST_USERNAME, password=TEST_PASSWORD)
+    fake.start()
+    yield fake
+    fake.stop()
