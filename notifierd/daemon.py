@@ -25,6 +25,7 @@ from notifierd.journal import job_as_json
 from notifierd.logs import LogFiles
 from notifierd.metrics import Metrics
 from notifierd.settings import Settings
+from notifierd.state_lock import StateLock
 from notifierd.states import RETRYABLE_STATES, DeliveryState
 from notifierd.store import NewJob, SqliteStore, Store
 from notifierd.supervisor.channel import ChannelRunner
@@ -105,11 +106,16 @@ class Daemon:
 
     async def run(self) -> int:
         """Start everything, serve until SIGTERM/SIGINT, then drain and stop. Returns 0."""
-        await self.store.open()
+        lock = StateLock(self.settings.state_dir)
+        lock.acquire()
         try:
-            await self._serve()
+            await self.store.open()
+            try:
+                await self._serve()
+            finally:
+                await self.store.close()
         finally:
-            await self.store.close()
+            lock.release()
         return 0
 
     async def _serve(self) -> None:
@@ -213,8 +219,14 @@ class Daemon:
         log.info("notifierd.log_reopened")
 
     def _handle_stop_signal(self, signum: int) -> None:
-        if not self._stop_requested.is_set():
-            log.info("notifierd.stopping", signal=signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if self._stop_requested.is_set():
+            # Asked again while draining: do not wait for the workers any longer.
+            log.warning("notifierd.stopping_now", signal=name)
+            for runner in self._runners.values():
+                runner.kill_all()
+            return
+        log.info("notifierd.stopping", signal=name)
         self.stopping = True
         self._stop_requested.set()
 

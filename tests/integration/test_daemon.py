@@ -257,3 +257,45 @@ def test_check_config_of_the_shipped_example() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "devnull" in result.stdout
+
+
+def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(
+    make_daemon: DaemonFactory,
+) -> None:
+    first = make_daemon(NULL_CHANNEL).start()
+    assert first.process is not None
+    second = make_daemon(NULL_CHANNEL, name="second")
+    second.state_dir = first.state_dir
+
+    second.start(wait=False)
+
+    assert second.process is not None
+    assert second.process.wait(30) == 1
+    assert f"another notifierd (pid {first.process.pid})" in second.log.read_text()
+    assert first.ping().status_code == 204  # the first one is untouched
+
+
+def test_a_second_sigterm_stops_without_waiting_for_the_workers(
+    make_daemon: DaemonFactory,
+) -> None:
+    config = """
+channels:
+  devnull:
+    worker: "null"
+    params:
+      faults: [{kind: hang, seconds: 60}]
+"""
+    daemon = make_daemon(config, extra_args=["--shutdown-timeout", "60"]).start()
+    daemon.send("devnull", "stuck")
+    wait_for(lambda: daemon.channel_status("devnull")["in_flight"] == 1, what="in flight")
+    assert daemon.process is not None
+
+    daemon.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: daemon.event("notifierd.stopping"), what="draining")
+    daemon.process.send_signal(signal.SIGTERM)
+
+    assert daemon.process.wait(20) == 0
+    assert daemon.event("notifierd.stopping_now") is not None
+    daemon.config.write_text(NULL_CHANNEL)
+    daemon.start()
+    wait_for(lambda: daemon.channel_status("devnull")["delivered"] == 1, what="delivered")
