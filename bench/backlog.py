@@ -13,7 +13,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from notifierd.store.sqlite import SCHEMA
+from notifierd.store.sqlite_schema import SCHEMA
 
 
 def write_backlog(database: Path, channel: str, count: int, delay: float, ttl: float) -> float:

@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 
 from notifierd.config import RetryPolicy
 from notifierd.errors import StoreError
-from notifierd.lifecycle import after_outcome
 from notifierd.messages import Delivery, Outcome
 from notifierd.states import RETRYABLE_STATES, DeliveryState, OutcomeKind
 from notifierd.store.base import (
@@ -42,62 +41,12 @@ from notifierd.store.base import (
     Store,
     StoreCounts,
 )
+from notifierd.store.sqlite_outcomes import apply_delivered, apply_outcome
+from notifierd.store.sqlite_schema import SCHEMA
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY,
-    channel TEXT NOT NULL,
-    message TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY,
-    job_id INTEGER NOT NULL,
-    channel TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    state TEXT NOT NULL,
-    due_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    lease_token INTEGER,
-    leased_until REAL,
-    last_error TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
--- Claiming reads the first due rows of one channel: O(log n) whatever the backlog.
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, due_at) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS deliveries_expiry ON deliveries (expires_at) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS deliveries_lease ON deliveries (leased_until) WHERE state = 'leased';
-CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries (job_id);
--- The journal: finished deliveries are pruned by age (journal_retention).
-CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at)
-    WHERE state IN ('delivered', 'failed', 'dead', 'expired');
--- One row per attempt made: when it ended, how, how long it took, what the remote said.
-CREATE TABLE IF NOT EXISTS attempts (
-    delivery_id INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
-    finished_at REAL NOT NULL,
-    outcome TEXT NOT NULL,
-    duration REAL NOT NULL,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
-CREATE TABLE IF NOT EXISTS flags (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
-
-_INSERT_ATTEMPT = (
-    "INSERT INTO attempts (delivery_id, attempt, finished_at, outcome, duration, error)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-# Outcomes that report no attempt: nothing was sent, so the journal records nothing.
-NO_ATTEMPT = frozenset({OutcomeKind.UNSTARTED, OutcomeKind.EXPIRED})
 
 # Each operation runs inside a savepoint, so one failing operation does not undo the others
 # that share its transaction. (The jobs added in a transaction share one.)
@@ -367,11 +316,11 @@ class SqliteStore(Store):
         spreads = [self._random.uniform(-1, 1) for _ in outcomes]
 
         def run(conn: sqlite3.Connection) -> list[str | None]:
-            delivered = _apply_delivered(conn, outcomes, now)
+            delivered = apply_delivered(conn, outcomes, now)
             return [
                 delivered.get(index)
                 if outcome.kind == OutcomeKind.DELIVERED
-                else _apply_outcome(conn, outcome, policy, now, spread)
+                else apply_outcome(conn, outcome, policy, now, spread)
                 for index, (outcome, spread) in enumerate(zip(outcomes, spreads, strict=True))
             ]
 
@@ -411,7 +360,7 @@ class SqliteStore(Store):
                     OutcomeKind.LAPSED,
                     error="the worker held the delivery past its lease",
                 )
-                state = _apply_outcome(conn, outcome, policy, now, draw(-1, 1))
+                state = apply_outcome(conn, outcome, policy, now, draw(-1, 1))
                 if state is not None:
                     lapsed.append(Lapsed(delivery_id, channel, state))
             return lapsed
@@ -571,7 +520,6 @@ class SqliteStore(Store):
         await self._write(run)
 
 
-_CHUNK = 500  # ids per IN (...): well under SQLite's limit of bound parameters
 _INSERT_JOB = "INSERT INTO jobs (id, channel, message, created_at) VALUES (?, ?, ?, ?)"
 _INSERT_DELIVERY = (
     "INSERT INTO deliveries (job_id, channel, recipient, state, due_at, expires_at, created_at,"
@@ -610,94 +558,6 @@ def _messages(conn: sqlite3.Connection, job_ids: set[int]) -> dict[int, str]:
         f"SELECT id, message FROM jobs WHERE id IN ({','.join('?' * len(ids))})", ids
     ).fetchall()
     return dict(rows)
-
-
-def _apply_delivered(
-    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
-) -> dict[int, str | None]:
-    """Apply the DELIVERED outcomes among `outcomes` with two statements in all, not two each:
-    the transition does not depend on the row. Returns, by position in `outcomes`, the new
-    state or None when the lease was not current (the answer is ignored)."""
-    positions = [i for i, outcome in enumerate(outcomes) if outcome.kind == OutcomeKind.DELIVERED]
-    states: dict[int, str | None] = {}
-    for start in range(0, len(positions), _CHUNK):
-        chunk = positions[start : start + _CHUNK]
-        ids = [outcomes[i].id for i in chunk]
-        current = {
-            delivery_id: (token, attempts)
-            for delivery_id, token, attempts in conn.execute(
-                "SELECT id, lease_token, attempts FROM deliveries"
-                f" WHERE state = 'leased' AND id IN ({','.join('?' * len(ids))})",
-                ids,
-            )
-        }
-        applied: list[tuple[float, int]] = []
-        journal: list[tuple[int, int, float, str, float, None]] = []
-        for i in chunk:
-            outcome = outcomes[i]
-            token, attempts = current.get(outcome.id, (None, 0))
-            if token == outcome.lease_token:
-                # The same delivery answered twice in one batch counts once, as one by one.
-                del current[outcome.id]
-                states[i] = DeliveryState.DELIVERED.value
-                applied.append((now, outcome.id))
-                journal.append((outcome.id, attempts, now, "delivered", outcome.duration, None))
-            else:
-                states[i] = None
-        conn.executemany(
-            "UPDATE deliveries SET state = 'delivered', lease_token = NULL, leased_until = NULL,"
-            " last_error = NULL, updated_at = ? WHERE id = ?",
-            applied,
-        )
-        conn.executemany(_INSERT_ATTEMPT, journal)
-    return states
-
-
-def _apply_outcome(
-    conn: sqlite3.Connection, outcome: Outcome, policy: RetryPolicy, now: float, spread: float
-) -> str | None:
-    row = conn.execute(
-        "SELECT attempts, expires_at FROM deliveries"
-        " WHERE id = ? AND state = 'leased' AND lease_token = ?",
-        (outcome.id, outcome.lease_token),
-    ).fetchone()
-    if row is None:
-        return None  # a late answer for a lease that is no longer current
-    attempts, expires_at = row
-    kind = OutcomeKind(outcome.kind)
-    if kind not in NO_ATTEMPT:
-        conn.execute(
-            _INSERT_ATTEMPT,
-            (outcome.id, attempts, now, kind.value, outcome.duration, outcome.error),
-        )
-    transition = after_outcome(
-        kind=kind,
-        attempts=attempts,
-        expires_at=expires_at,
-        error=outcome.error,
-        retry_after=outcome.retry_after,
-        policy=policy,
-        now=now,
-        spread=spread,
-    )
-    conn.execute(
-        "UPDATE deliveries SET state = ?, due_at = COALESCE(?, due_at),"
-        " attempts = attempts - ?,"
-        # Delivered clears the error (the journal's history keeps it); otherwise the newest
-        # error is kept, or the last one when the outcome has none.
-        " last_error = CASE WHEN ? = 'delivered' THEN NULL ELSE COALESCE(?, last_error) END,"
-        " lease_token = NULL, leased_until = NULL, updated_at = ? WHERE id = ?",
-        (
-            transition.state.value,
-            transition.due_at,
-            1 if transition.uncount else 0,
-            transition.state.value,
-            transition.error,
-            now,
-            outcome.id,
-        ),
-    )
-    return transition.state.value
 
 
 def _filters(

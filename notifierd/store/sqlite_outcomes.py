@@ -1,0 +1,109 @@
+"""Applying workers' outcomes to delivery rows, inside the Store's write transaction: the state
+machine's verdict (`lifecycle.after_outcome`) written back, and each attempt journalled."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from notifierd.config import RetryPolicy
+from notifierd.lifecycle import after_outcome
+from notifierd.messages import Outcome
+from notifierd.states import DeliveryState, OutcomeKind
+
+CHUNK = 500  # ids per IN (...): well under SQLite's limit of bound parameters
+
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempts (delivery_id, attempt, finished_at, outcome, duration, error)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+# Outcomes that report no attempt: nothing was sent, so the journal records nothing.
+NO_ATTEMPT = frozenset({OutcomeKind.UNSTARTED, OutcomeKind.EXPIRED})
+
+
+def apply_delivered(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+) -> dict[int, str | None]:
+    """Apply the DELIVERED outcomes among `outcomes` with two statements in all, not two each:
+    the transition does not depend on the row. Returns, by position in `outcomes`, the new
+    state or None when the lease was not current (the answer is ignored)."""
+    positions = [i for i, outcome in enumerate(outcomes) if outcome.kind == OutcomeKind.DELIVERED]
+    states: dict[int, str | None] = {}
+    for start in range(0, len(positions), CHUNK):
+        chunk = positions[start : start + CHUNK]
+        ids = [outcomes[i].id for i in chunk]
+        current = {
+            delivery_id: (token, attempts)
+            for delivery_id, token, attempts in conn.execute(
+                "SELECT id, lease_token, attempts FROM deliveries"
+                f" WHERE state = 'leased' AND id IN ({','.join('?' * len(ids))})",
+                ids,
+            )
+        }
+        applied: list[tuple[float, int]] = []
+        journal: list[tuple[int, int, float, str, float, None]] = []
+        for i in chunk:
+            outcome = outcomes[i]
+            token, attempts = current.get(outcome.id, (None, 0))
+            if token == outcome.lease_token:
+                # The same delivery answered twice in one batch counts once, as one by one.
+                del current[outcome.id]
+                states[i] = DeliveryState.DELIVERED.value
+                applied.append((now, outcome.id))
+                journal.append((outcome.id, attempts, now, "delivered", outcome.duration, None))
+            else:
+                states[i] = None
+        conn.executemany(
+            "UPDATE deliveries SET state = 'delivered', lease_token = NULL, leased_until = NULL,"
+            " last_error = NULL, updated_at = ? WHERE id = ?",
+            applied,
+        )
+        conn.executemany(_INSERT_ATTEMPT, journal)
+    return states
+
+
+def apply_outcome(
+    conn: sqlite3.Connection, outcome: Outcome, policy: RetryPolicy, now: float, spread: float
+) -> str | None:
+    row = conn.execute(
+        "SELECT attempts, expires_at FROM deliveries"
+        " WHERE id = ? AND state = 'leased' AND lease_token = ?",
+        (outcome.id, outcome.lease_token),
+    ).fetchone()
+    if row is None:
+        return None  # a late answer for a lease that is no longer current
+    attempts, expires_at = row
+    kind = OutcomeKind(outcome.kind)
+    if kind not in NO_ATTEMPT:
+        conn.execute(
+            _INSERT_ATTEMPT,
+            (outcome.id, attempts, now, kind.value, outcome.duration, outcome.error),
+        )
+    transition = after_outcome(
+        kind=kind,
+        attempts=attempts,
+        expires_at=expires_at,
+        error=outcome.error,
+        retry_after=outcome.retry_after,
+        policy=policy,
+        now=now,
+        spread=spread,
+    )
+    conn.execute(
+        "UPDATE deliveries SET state = ?, due_at = COALESCE(?, due_at),"
+        " attempts = attempts - ?,"
+        # Delivered clears the error (the journal's history keeps it); otherwise the newest
+        # error is kept, or the last one when the outcome has none.
+        " last_error = CASE WHEN ? = 'delivered' THEN NULL ELSE COALESCE(?, last_error) END,"
+        " lease_token = NULL, leased_until = NULL, updated_at = ? WHERE id = ?",
+        (
+            transition.state.value,
+            transition.due_at,
+            1 if transition.uncount else 0,
+            transition.state.value,
+            transition.error,
+            now,
+            outcome.id,
+        ),
+    )
+    return transition.state.value
