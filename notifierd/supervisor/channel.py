@@ -309,6 +309,7 @@ class ChannelRunner:
         self._metrics.count_state(self.channel.name, state)
         fields: dict[str, Any] = {
             "delivery_id": outcome.id,
+            "recipient": delivery.recipient,
             "attempt": delivery.attempt,
             "outcome": kind.value,
             "state": state,
