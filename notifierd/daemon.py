@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 import structlog
@@ -27,7 +28,7 @@ from notifierd.metrics import Metrics
 from notifierd.settings import Settings
 from notifierd.state_lock import StateLock
 from notifierd.states import RETRYABLE_STATES, DeliveryState
-from notifierd.store import NewJob, SqliteStore, Store
+from notifierd.store import NewJob, SqliteStore, Store, StoreCounts
 from notifierd.supervisor.channel import ChannelRunner
 from notifierd.supervisor.process import spawn_context
 from notifierd.systemd import Notifier
@@ -336,22 +337,14 @@ class Daemon:
         counts = await self.store.counts(time.time())
         channels = []
         for name, runner in self._runners.items():
-            channel = runner.channel
-            entry = counts.get(name)
             channels.append(
                 {
                     "name": name,
-                    "worker": channel.worker_type,
+                    "worker": runner.channel.worker_type,
                     "state": runner.state(self.paused, name in self._stopped_channels).value,
-                    "processes": channel.processes,
+                    "processes": runner.channel.processes,
                     "pids": runner.pids(),
-                    "queued": entry.queued if entry else 0,
-                    "delayed": entry.delayed if entry else 0,
-                    "in_flight": entry.in_flight if entry else 0,
-                    "delivered": entry.delivered if entry else 0,
-                    "failed": entry.failed if entry else 0,
-                    "dead": entry.dead if entry else 0,
-                    "expired": entry.expired if entry else 0,
+                    **counts.get(name, StoreCounts()).by_state(),
                     "last_error": runner.fatal_reason or runner.misconfigured or runner.last_error,
                 }
             )
@@ -407,21 +400,7 @@ class Daemon:
         if not isinstance(limit, int) or limit < 1:
             raise CommandError("limit must be a positive whole number")
         records = await self.store.list_deliveries(channel, state, limit)
-        return [
-            {
-                "id": r.id,
-                "job_id": r.job_id,
-                "channel": r.channel,
-                "recipient": r.recipient,
-                "state": r.state,
-                "attempts": r.attempts,
-                "due_at": r.due_at,
-                "expires_at": r.expires_at,
-                "updated_at": r.updated_at,
-                "last_error": r.last_error,
-            }
-            for r in records
-        ]
+        return [asdict(record) for record in records]
 
     async def _cmd_retry(self, args: dict[str, Any]) -> dict[str, Any]:
         ids = args.get("ids") or []

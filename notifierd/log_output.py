@@ -152,17 +152,20 @@ class StdlibBridge(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            event: EventDict = {
-                "event": record.getMessage(),
-                "logger": record.name,
-                "level": record.levelname.lower(),
-                "timestamp": _iso(record.created),
-            }
-            if record.exc_info:
-                event["exception"] = logging.Formatter().formatException(record.exc_info)
+            event = record_event(record)
+            event["level"] = record.levelname.lower()
+            event["timestamp"] = _iso(record.created)
             self._output.write(event)
         except Exception:
             self.handleError(record)
+
+
+def record_event(record: logging.LogRecord) -> EventDict:
+    """A stdlib log record as a structlog event: message, logger name, exception text."""
+    event: EventDict = {"event": record.getMessage(), "logger": record.name}
+    if record.exc_info:
+        event["exception"] = logging.Formatter().formatException(record.exc_info)
+    return event
 
 
 def _iso(created: float) -> str:

@@ -17,7 +17,13 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from notifierd.log_output import Output, RotatingFile, StdlibBridge, named_logger_factory
+from notifierd.log_output import (
+    Output,
+    RotatingFile,
+    StdlibBridge,
+    named_logger_factory,
+    record_event,
+)
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -127,10 +133,7 @@ class _StdlibToShipper(logging.Handler):
         self._shipper = shipper
 
     def emit(self, record: logging.LogRecord) -> None:
-        event: EventDict = {"event": record.getMessage(), "logger": record.name}
-        if record.exc_info:
-            event["exception"] = logging.Formatter().formatException(record.exc_info)
-        self._shipper.ship(record.levelname.lower(), event)
+        self._shipper.ship(record.levelname.lower(), record_event(record))
 
 
 def configure_child_logging(level: str, send: Send) -> None:

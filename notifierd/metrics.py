@@ -89,16 +89,7 @@ class Metrics:
 
     def render(self, counts: dict[str, StoreCounts], channels: list[str], paused: bool) -> bytes:
         for channel in channels:
-            entry = counts.get(channel, StoreCounts())
-            for state in (
-                "queued",
-                "delayed",
-                "in_flight",
-                "delivered",
-                "failed",
-                "dead",
-                "expired",
-            ):
-                self.deliveries.labels(channel, state).set(getattr(entry, state))
+            for state, number in counts.get(channel, StoreCounts()).by_state().items():
+                self.deliveries.labels(channel, state).set(number)
         self.paused.set(1 if paused else 0)
         return generate_latest(self.registry)

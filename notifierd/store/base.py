@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 
 from notifierd.config import RetryPolicy
 from notifierd.messages import Delivery, Outcome
@@ -82,7 +82,9 @@ class StoreCounts:
     failed: int = 0
     dead: int = 0
     expired: int = 0
-    oldest_due: float | None = field(default=None)
+
+    def by_state(self) -> dict[str, int]:
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -371,8 +371,8 @@ class SqliteStore(Store):
     async def counts(self, now: float) -> dict[str, StoreCounts]:
         def run(conn: sqlite3.Connection) -> dict[str, StoreCounts]:
             counts: dict[str, StoreCounts] = {}
-            for channel, state, due_later, number, oldest in conn.execute(
-                "SELECT channel, state, state = 'queued' AND due_at > ?, COUNT(*), MIN(due_at)"
+            for channel, state, due_later, number in conn.execute(
+                "SELECT channel, state, state = 'queued' AND due_at > ?, COUNT(*)"
                 " FROM deliveries GROUP BY 1, 2, 3",
                 (now,),
             ):
@@ -382,7 +382,6 @@ class SqliteStore(Store):
                         entry.delayed += number
                     else:
                         entry.queued += number
-                        entry.oldest_due = oldest
                 elif state == DeliveryState.LEASED:
                     entry.in_flight += number
                 elif hasattr(entry, state):
