@@ -4,6 +4,7 @@ services and a test certificate."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,8 @@ from tests.fakes.sms_gateway import TEST_PASSWORD, TEST_USERNAME, FakeSmsGateway
 from tests.fakes.smsru import FakeSmsRu
 from tests.fakes.tls import Certificate, self_signed_certificate
 from tests.fakes.twilio import FakeTwilio
+from tests.fakes.webhook import FakeWebhook
+from tests.plugins.venv import plugin_venv
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +43,17 @@ def gateway() -> Iterator[FakeSmsGateway]:
     fake.start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[FakeWebhook]:
+    fake = FakeWebhook()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv with the example plugin pip-installed (see `plugin_venv`); its python."""
+    return plugin_venv(tmp_path_factory.mktemp("plugin"))

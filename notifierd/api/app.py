@@ -43,7 +43,7 @@ class Intake(Protocol):
 
 MAX_ID_DIGITS = 18
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-ROUTING_ERRORS = {404: "not_found", 405: "method_not_allowed"}
+ROUTING_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 INTAKE = web.AppKey("intake", Intake)
 LIMITS = web.AppKey("limits", tuple)
 
@@ -126,8 +126,6 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        if exc.status == 413:
-            return error_response(413, "body_too_large", "the body is too large")
         response = error_response(
             exc.status, ROUTING_ERRORS.get(exc.status, "http_error"), exc.reason or "error"
         )

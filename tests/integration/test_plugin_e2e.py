@@ -5,34 +5,18 @@ over HTTP arriving at the fake webhook."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.fakes.server import Raw
 from tests.fakes.webhook import FakeWebhook
 from tests.harness import BIN, wait_for
 from tests.integration.conftest import DaemonFactory
-from tests.plugins.venv import plugin_venv
 
 TEXT = "Диск заполнен на 98 % — «db-1»\nВторая строка: ёЁ №5"
 TOKEN = "hook-token-7b2e"
-
-
-@pytest.fixture(scope="module")
-def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return plugin_venv(tmp_path_factory.mktemp("plugin"))
-
-
-@pytest.fixture
-def webhook() -> Iterator[FakeWebhook]:
-    fake = FakeWebhook()
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 def hooks_channel(url: str, worker: str = "webhook") -> str:

@@ -5,27 +5,10 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.fakes.webhook import FakeWebhook
-from tests.plugins.venv import plugin_venv, run
-
-
-@pytest.fixture(scope="module")
-def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new venv with the example plugin pip-installed (see `plugin_venv`)."""
-    return plugin_venv(tmp_path_factory.mktemp("plugin"))
-
-
-@pytest.fixture
-def webhook() -> Iterator[FakeWebhook]:
-    fake = FakeWebhook()
-    fake.start()
-    yield fake
-    fake.stop()
+from tests.plugins.venv import run
 
 
 def test_installed_plugin_is_found_by_name(venv_python: Path) -> None:
