@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from notifierd.errors import ConfigError
-from notifierd.workers.base import Worker
+from notifierd.workers.base import RegexPattern, Worker
 from notifierd.workers.registry import UnknownWorker, load_worker_class
 
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -56,20 +56,10 @@ class ChannelSpec(BaseModel):
     processes: int = Field(1, ge=1, le=64)
     ttl: int | None = Field(None, gt=0, description="seconds; default: the daemon's default_ttl")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    message_pattern: str | None = None
+    message_pattern: RegexPattern | None = None
     lease: float | None = Field(None, gt=0, description="seconds a worker may hold a delivery")
     prefetch: int | None = Field(None, ge=1, le=10000)
     params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("message_pattern")
-    @classmethod
-    def _pattern_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
 
 
 class ChannelFile(BaseModel):

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from notifierd.messages import Delivery
 
@@ -36,6 +36,18 @@ DEFAULT_ALLOWED_CHARACTERS = (
     r"\u00A0\u00A7\u00A9\u00AB\u00AE\u00B0\u00B1\u00B7\u00BB"
     r"\u2010-\u2015\u2018-\u201F\u2022\u2026\u2030\u2039\u203A\u20AC\u20BD\u2116\u2122"
 )
+
+
+def _valid_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+#: A parameter holding a regular expression: checked at config load, with a readable error.
+RegexPattern = Annotated[str, AfterValidator(_valid_regex)]
 
 
 class NoParams(BaseModel):

@@ -13,11 +13,11 @@ import time
 from typing import Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
-from notifierd.workers.base import Worker
+from notifierd.workers.base import RegexPattern, Worker
 
 log = structlog.get_logger("notifierd.worker.null")
 
@@ -31,19 +31,10 @@ class Fault(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: FaultKind
-    match: str = ""
+    match: RegexPattern = ""
     times: int = Field(default=0, ge=0)
     retry_after: float = Field(default=1.0, gt=0)
     seconds: float = Field(default=3600.0, gt=0, description="how long `hang` hangs")
-
-    @field_validator("match")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
 
     def applies(self, delivery: Delivery) -> bool:
         if self.times and delivery.attempt > self.times:

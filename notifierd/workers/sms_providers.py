@@ -34,6 +34,7 @@ from notifierd.errors import (
     PermanentFailure,
     TemporaryFailure,
 )
+from notifierd.workers.base import RegexPattern
 from notifierd.workers.remote import (
     connection_failure,
     excerpt,
@@ -301,17 +302,9 @@ class HttpGatewayParams(SmsParamsBase):
     password: SecretStr | None = None
     basic_auth: bool = Field(default=False, description="send username/password as HTTP Basic")
     success_status: list[int] = Field(default_factory=list, description="empty: any 2xx")
-    success_regex: str | None = Field(default=None, description="searched in the answer body")
-
-    @field_validator("success_regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+    success_regex: RegexPattern | None = Field(
+        default=None, description="searched in the answer body"
+    )
 
     @model_validator(mode="after")
     def _templates_fit(self) -> Self:
