@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
@@ -89,9 +91,8 @@ class Output:
         # leaves at once. Other threads write straight through.
         self._pending: list[str] = []
         self._flush_scheduled = False
-        self._json: Renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
-        self._stream_renderer: Renderer = (
-            structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console else self._json
+        self._console: Renderer | None = (
+            structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console else None
         )
 
     def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
@@ -99,13 +100,14 @@ class Output:
         raise structlog.DropEvent
 
     def write(self, event: EventDict) -> None:
-        line = self._stream_renderer(None, "", dict(event))
-        self._to_stream(f"{line}\n")
+        line = render_json(event)
+        if self._console is None:
+            self._to_stream(f"{line}\n")
+        else:
+            # The console renderer takes the event apart: it gets a copy.
+            self._to_stream(f"{self._console(None, '', dict(event))}\n")
         if self._file is not None:
-            file_line = (
-                line if self._stream_renderer is self._json else self._json(None, "", dict(event))
-            )
-            self._file.write(str(file_line))
+            self._file.write(line)
 
     def flush(self) -> None:
         self._flush_scheduled = False
@@ -128,6 +130,38 @@ class Output:
         with contextlib.suppress(OSError, ValueError):  # a closed stderr must not stop us
             self._stream.write(text)
             self._stream.flush()
+
+
+class HotLine:
+    """A line written for every message (the access log, the per-attempt line): the same sinks,
+    shape and level filter as structlog's chain, without walking the chain, which costs twice
+    what rendering and writing the line do. Until the parent's logging is configured (tests,
+    tools) it goes through structlog like any other line."""
+
+    _output: Output | None = None
+    _level = logging.INFO
+
+    def __init__(self, logger: str, event: str) -> None:
+        self.logger = logger
+        self.event = event
+
+    @classmethod
+    def configure(cls, output: Output | None, level: int) -> None:
+        cls._output = output
+        cls._level = level
+
+    def write(self, level: int, fields: dict[str, Any]) -> None:
+        output = HotLine._output
+        if output is None:
+            structlog.get_logger(self.logger).log(level, self.event, **fields)
+            return
+        if level < HotLine._level:
+            return
+        fields["event"] = self.event
+        fields["logger"] = self.logger
+        fields["level"] = logging.getLevelName(level).lower()
+        fields["timestamp"] = _stamp.format(time.time())
+        output.write(fields)
 
 
 class NamedLogger:
@@ -168,6 +202,38 @@ def record_event(record: logging.LogRecord) -> EventDict:
     return event
 
 
+def render_json(event: EventDict) -> str:
+    """One JSON line. orjson renders a line in a tenth of the time the json module takes (the
+    access log and the per-attempt lines are rendered for every message); what it refuses
+    (an integer beyond 64 bits) goes through the json module."""
+    try:
+        return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(event, ensure_ascii=False, default=repr)
+
+
+class UtcTimestamp:
+    """A structlog processor: `timestamp` as ISO 8601 UTC with microseconds. The date and time
+    of day are formatted once per second rather than for every line."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        event["timestamp"] = self.format(time.time())
+        return event
+
+    def format(self, created: float) -> str:
+        second, micro = divmod(round(created * 1_000_000), 1_000_000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{micro:06d}Z"
+
+
+_stamp = UtcTimestamp()
+
+
 def _iso(created: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created % 1 * 1_000_000):06d}Z"
+    return _stamp.format(created)

@@ -18,9 +18,11 @@ import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 from notifierd.log_output import (
+    HotLine,
     Output,
     RotatingFile,
     StdlibBridge,
+    UtcTimestamp,
     named_logger_factory,
     record_event,
 )
@@ -78,7 +80,7 @@ def configure_parent_logging(
             structlog.contextvars.merge_contextvars,
             structlog.stdlib.add_logger_name,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            UtcTimestamp(),
             structlog.processors.format_exc_info,
             output,
         ],
@@ -86,6 +88,7 @@ def configure_parent_logging(
         logger_factory=named_logger_factory,
         cache_logger_on_first_use=True,
     )
+    HotLine.configure(output, number)
     root = logging.getLogger()
     root.handlers = [StdlibBridge(output)]
     root.setLevel(number)

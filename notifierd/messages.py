@@ -4,6 +4,10 @@ cheap to pickle; imports nothing from the package."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+# Both classes pickle as their constructor's arguments: the default for slotted dataclasses
+# looks up the fields for every object, which cost more than the rest of the hand-over.
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,19 @@ class Delivery:
     #: Wall-clock time the job was accepted (for the accept-to-delivered latency).
     created_at: float = 0.0
 
+    def __reduce__(self) -> tuple[type[Delivery], tuple[Any, ...]]:
+        return Delivery, (
+            self.id,
+            self.lease_token,
+            self.channel,
+            self.recipient,
+            self.message,
+            self.attempt,
+            self.expires_at,
+            self.leased_until,
+            self.created_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -36,3 +53,13 @@ class Outcome:
     error: str | None = None
     #: Seconds the `send` took, for the attempt log line.
     duration: float = 0.0
+
+    def __reduce__(self) -> tuple[type[Outcome], tuple[Any, ...]]:
+        return Outcome, (
+            self.id,
+            self.lease_token,
+            self.kind,
+            self.retry_after,
+            self.error,
+            self.duration,
+        )

@@ -3,6 +3,9 @@ accept-to-delivered latency, worker restarts and the maintenance flag."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -26,6 +29,17 @@ OUTCOME_COUNTERS = {
     DeliveryState.EXPIRED: "expired",
     DeliveryState.QUEUED: "retried",
 }
+
+
+@dataclass(frozen=True)
+class ChannelSeries:
+    """One channel's series, looked up once: `labels()` takes a lock and builds a key at every
+    call, and these are touched for every message."""
+
+    accepted: Any
+    latency: Any
+    #: The counter a delivery's new state adds to, by state value.
+    by_state: dict[str, Any]
 
 
 class Metrics:
@@ -74,18 +88,30 @@ class Metrics:
         self.paused = Gauge(
             "notifierd_paused", "1 while in maintenance (paused).", registry=self.registry
         )
+        self._series: dict[str, ChannelSeries] = {}
         # Every channel's series exist from the start, at zero, so that rates work at once.
         for channel in channels:
-            self.accepted.labels(channel)
             self.worker_restarts.labels(channel)
-            self.latency.labels(channel)
-            for counter in self.outcomes.values():
-                counter.labels(channel)
+            self.channel(channel)
+
+    def channel(self, channel: str) -> ChannelSeries:
+        series = self._series.get(channel)
+        if series is None:
+            series = ChannelSeries(
+                self.accepted.labels(channel),
+                self.latency.labels(channel),
+                {
+                    state.value: self.outcomes[name].labels(channel)
+                    for state, name in OUTCOME_COUNTERS.items()
+                },
+            )
+            self._series[channel] = series
+        return series
 
     def count_state(self, channel: str, state: str, number: int = 1) -> None:
-        name = OUTCOME_COUNTERS.get(DeliveryState(state))
-        if name is not None:
-            self.outcomes[name].labels(channel).inc(number)
+        counter = self.channel(channel).by_state.get(state)
+        if counter is not None:
+            counter.inc(number)
 
     def render(self, counts: dict[str, StoreCounts], channels: list[str], paused: bool) -> bytes:
         for channel in channels:

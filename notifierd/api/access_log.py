@@ -3,11 +3,16 @@ client cannot flood the log through the query string."""
 
 from __future__ import annotations
 
-import structlog
+import logging
+
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from notifierd.log_output import HotLine
+
 MAX_TARGET = 200
+
+access_line = HotLine("aiohttp.access", "http.request")
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -17,12 +22,14 @@ class AccessLogger(AbstractAccessLogger):
         target = request.raw_path
         if len(target) > MAX_TARGET:
             target = f"{target[:MAX_TARGET]}...({len(request.raw_path)} chars)"
-        structlog.get_logger("aiohttp.access").info(
-            "http.request",
-            remote=request.remote,
-            method=request.method,
-            target=target,
-            status=response.status,
-            bytes=response.body_length,
-            ms=round(time * 1000, 2),
+        access_line.write(
+            logging.INFO,
+            {
+                "remote": request.remote,
+                "method": request.method,
+                "target": target,
+                "status": response.status,
+                "bytes": response.body_length,
+                "ms": round(time * 1000, 2),
+            },
         )

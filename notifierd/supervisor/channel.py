@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from multiprocessing.context import SpawnContext
@@ -21,6 +22,7 @@ from typing import Any
 import structlog
 
 from notifierd.config import Channel
+from notifierd.log_output import HotLine
 from notifierd.logs import reemit
 from notifierd.messages import Delivery, Outcome
 from notifierd.metrics import Metrics
@@ -31,6 +33,7 @@ from notifierd.supervisor.pacing import RecipientPacer, TokenBucket
 from notifierd.supervisor.process import WorkerProcess
 
 log = structlog.get_logger("notifierd.channel")
+attempt_line = HotLine("notifierd.channel", "delivery.attempt")
 
 BOOT_RETRIES = 3  # start-up failures in a row before the channel is FATAL
 BOOT_BACKOFF = (0.5, 1.0, 2.0)
@@ -308,6 +311,7 @@ class ChannelRunner:
             return
         self._metrics.count_state(self.channel.name, state)
         fields: dict[str, Any] = {
+            "channel": self.channel.name,
             "delivery_id": outcome.id,
             "recipient": delivery.recipient,
             "attempt": delivery.attempt,
@@ -323,8 +327,8 @@ class ChannelRunner:
         if kind is OutcomeKind.DELIVERED:
             self.misconfigured = None
             self._misconfigured_backoff = self.channel.retry.delay
-            self._metrics.latency.labels(self.channel.name).observe(now - delivery.created_at)
-            self._log.info("delivery.attempt", **fields)
+            self._metrics.channel(self.channel.name).latency.observe(now - delivery.created_at)
+            attempt_line.write(logging.INFO, fields)
             return
         if outcome.retry_after is not None:
             # A remote's Retry-After holds back the whole channel, not only this delivery.
@@ -339,8 +343,9 @@ class ChannelRunner:
             )
             self._log.error("channel.misconfigured", **fields)
             return
-        level = "warning" if state == DeliveryState.QUEUED else "error"
-        getattr(self._log, level)("delivery.attempt", **fields)
+        attempt_line.write(
+            logging.WARNING if state == DeliveryState.QUEUED else logging.ERROR, fields
+        )
 
     def on_exit(self, process: WorkerProcess) -> None:
         slot = next(s for s in self._slots if s.process is process)
