@@ -1,11 +1,13 @@
 """`python -m bench`: run notifierd's benchmarks and print one table.
 
 Scenarios, each against a real `bin/notifierd` with a temporary state dir (or the bare aiohttp
-baseline), the load coming from `bench.load` in a process of its own:
+baseline), the load coming from a process of its own (`bench.load`: wrk, aiohttp's client, or
+a raw asyncio client):
 
-- baseline    bare aiohttp with the same route (parses the form, answers 204), 32 connections
+- baseline    bare aiohttp with the same route (parses the form, answers 204), 32 connections,
+              with each load generator
 - intake      POST /api/send/devnull at 32 connections, every 204 committed (synchronous=FULL),
-              null worker running; with the access log on (the default) and off
+              null worker running, with each load generator; with the access log off too
 - end-to-end  time from the first POST until 50,000 messages are DELIVERED, processes: 1 and 2;
               accept->delivered latency (the Store's created_at -> updated_at) at 500 msg/s
 - startup     start-up to a 204 on /api/ping with an empty Store
@@ -25,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.scenarios import SCENARIOS, Report, Sizes
+from bench.load import wrk_installed
+from bench.scenarios import CLIENT_NAMES, SCENARIOS, Report, Sizes
 
 
 def machine() -> str:
@@ -71,19 +74,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--duration", type=float, help="seconds of each intake measurement")
     parser.add_argument(
-        "--client", choices=("raw", "aiohttp"), default="raw", help="the load generator"
+        "--client",
+        action="append",
+        choices=("wrk", "aiohttp", "raw"),
+        help="a load generator to compare intake with its baseline (again for more);"
+        " default: wrk (when installed), aiohttp and raw; the scenarios that need a count"
+        " or a rate use raw (or aiohttp when raw is not among them)",
     )
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes.full()
     if args.duration is not None:
         sizes = Sizes(**{**sizes.__dict__, "duration": args.duration})
-    report = Report(sizes, args.client)
+    notes = []
+    clients = tuple(args.client or ())
+    if not clients:
+        clients = ("aiohttp", "raw")
+        if wrk_installed():
+            clients = ("wrk", *clients)
+        else:
+            notes.append("wrk is not installed (apt install wrk): no figures with wrk")
+    elif "wrk" in clients and not wrk_installed():
+        parser.error("wrk is not installed (apt install wrk)")
+    report = Report(sizes, clients, notes=notes)
     began = time.perf_counter()
     for name in args.scenario or list(SCENARIOS):
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         SCENARIOS[name](report)
     print(f"Machine: {machine()}")
-    print(f"Load: bench.load ({args.client} client), {time.perf_counter() - began:.0f} s in all")
+    took = time.perf_counter() - began
+    print(
+        f"Load: intake against its baseline with {', '.join(CLIENT_NAMES[c] for c in clients)};"
+        f" counts and rates with the {CLIENT_NAMES[report.client]}; {took:.0f} s in all"
+    )
     print()
     print(render(report))
     for note in report.notes:

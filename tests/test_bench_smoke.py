@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from bench.load import parse_wrk, wrk_installed
 from tests.harness import ROOT
 
 
@@ -15,7 +16,7 @@ def test_the_benchmark_runs_on_a_tiny_load_and_prints_its_table() -> None:
         [sys.executable, "-m", "bench", "--quick"],
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=300,
         check=False,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -24,9 +25,11 @@ def test_the_benchmark_runs_on_a_tiny_load_and_prints_its_table() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout
     assert "| scenario" in table
+    clients = ["(aiohttp client)", "(raw asyncio client)"] + (["(wrk)"] if wrk_installed() else [])
+    for client in clients:
+        assert f"bare aiohttp, same route, 32 conns {client}" in table
+        assert f"intake: POST /api/send, FULL sync, null worker on {client}" in table
     for row in (
-        "baseline: bare aiohttp",
-        "intake: POST /api/send",
         "end-to-end: 300 messages, processes: 1",
         "end-to-end: 300 messages, processes: 2",
         "accept->delivered",
@@ -37,3 +40,42 @@ def test_the_benchmark_runs_on_a_tiny_load_and_prints_its_table() -> None:
     ):
         assert row in table, f"{row!r} missing from:\n{table}"
     assert "were not 204" not in table
+
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8080/api/send/devnull
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.70ms    3.06ms  59.08ms   86.83%
+    Req/Sec     4.85k   496.56     5.87k    65.00%
+  Latency Distribution
+     50%  812.00us
+     75%    7.60ms
+     90%    9.38ms
+     99%    1.26s
+  48669 requests in 10.01s, 2.25MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 669
+Requests/sec:   4862.09
+Transfer/sec:      1.12MB
+"""
+
+
+def test_wrk_output_is_read_whole() -> None:
+    result = parse_wrk(WRK_OUTPUT, started_at=5.0)
+    assert result.requests == 48669
+    assert result.seconds == 10.01
+    assert result.statuses == {"2xx": 48000, "other": 669}
+    assert result.accepted == 48000
+    assert result.errors == 3
+    assert result.non_204 == 669 + 3
+    assert result.latency_p50_ms == 0.812
+    assert result.latency_p99_ms == 1260.0
+    assert result.started_at == 5.0
+
+
+def test_wrk_output_without_failures() -> None:
+    clean = "\n".join(
+        line for line in WRK_OUTPUT.splitlines() if "Non-2xx" not in line and "Socket" not in line
+    )
+    result = parse_wrk(clean)
+    assert (result.accepted, result.non_204, result.errors) == (48669, 0, 0)
