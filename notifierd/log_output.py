@@ -37,14 +37,38 @@ class RotatingFile:
         self._size = 0
 
     def write(self, line: str) -> None:
-        data = line + "\n"
+        self.write_lines(line + "\n")
+
+    def write_lines(self, data: str) -> None:
+        """Whole lines, each ending with a newline: in one write, unless the file must be
+        rotated on the way. A file is rotated before the line that would take it past
+        `max_bytes` (as the standard library's RotatingFileHandler does), so the path always
+        holds the newest lines."""
         with self._lock:
-            stream = self._stream or self._open()
-            stream.write(data)
-            stream.flush()
-            self._size += len(data.encode("utf-8"))
-            if self.max_bytes and self._size >= self.max_bytes:
-                self._rotate()
+            if self._stream is None:
+                self._open()  # the size that counts is that of the file at the path now
+            if not self.max_bytes:
+                self._append(data, len(data.encode("utf-8")))
+                return
+            chunk: list[str] = []
+            chunk_size = 0
+            for line in data.splitlines(keepends=True):
+                size = len(line.encode("utf-8"))
+                if self._size + chunk_size + size > self.max_bytes and self._size + chunk_size:
+                    if chunk:
+                        self._append("".join(chunk), chunk_size)
+                        chunk, chunk_size = [], 0
+                    self._rotate()
+                chunk.append(line)
+                chunk_size += size
+            if chunk:
+                self._append("".join(chunk), chunk_size)
+
+    def _append(self, text: str, size: int) -> None:
+        stream = self._stream or self._open()
+        stream.write(text)
+        stream.flush()
+        self._size += size
 
     def reopen(self) -> None:
         """Close the file; the next line opens whatever is at the path now (logrotate moved
@@ -69,6 +93,7 @@ class RotatingFile:
 
     def _rotate(self) -> None:
         self._close()
+        self._size = 0
         if self.backups <= 0:
             self.path.unlink(missing_ok=True)
             return
@@ -87,9 +112,10 @@ class Output:
         self._stream = stream
         self._file = file
         # Lines written from the event loop's thread wait for the end of the loop's turn and go
-        # out in one write: under load one system call carries many lines, when idle a line
-        # leaves at once. Other threads write straight through.
+        # out in one write per sink: under load one system call carries many lines, when idle a
+        # line leaves at once. Other threads write straight through.
         self._pending: list[str] = []
+        self._pending_file: list[str] = []
         self._flush_scheduled = False
         self._console: Renderer | None = (
             structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console else None
@@ -102,26 +128,31 @@ class Output:
     def write(self, event: EventDict) -> None:
         line = render_json(event)
         if self._console is None:
-            self._to_stream(f"{line}\n")
+            self._queue(f"{line}\n", line)
         else:
             # The console renderer takes the event apart: it gets a copy.
-            self._to_stream(f"{self._console(None, '', dict(event))}\n")
-        if self._file is not None:
-            self._file.write(line)
+            self._queue(f"{self._console(None, '', dict(event))}\n", line)
 
     def flush(self) -> None:
         self._flush_scheduled = False
         lines, self._pending = self._pending, []
+        file_lines, self._pending_file = self._pending_file, []
         if lines:
             self._emit("".join(lines))
+        if file_lines and self._file is not None:
+            self._file.write_lines("".join(file_lines))
 
-    def _to_stream(self, line: str) -> None:
+    def _queue(self, stream_line: str, file_line: str) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._emit(line)
+            self._emit(stream_line)
+            if self._file is not None:
+                self._file.write(file_line)
             return
-        self._pending.append(line)
+        self._pending.append(stream_line)
+        if self._file is not None:
+            self._pending_file.append(f"{file_line}\n")
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self.flush)

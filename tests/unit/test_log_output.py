@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import io
 import json
@@ -9,12 +10,13 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from notifierd.log_output import HotLine, Output, UtcTimestamp, render_json
+from notifierd.log_output import HotLine, Output, RotatingFile, UtcTimestamp, render_json
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -76,3 +78,97 @@ def test_hot_line_goes_through_structlog_until_configured() -> None:
     with capture_logs() as logs:
         line.write(logging.WARNING, {"delivery_id": 4})
     assert logs == [{"event": "delivery.attempt", "delivery_id": 4, "log_level": "warning"}]
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[RotatingFile]:
+    file = RotatingFile(tmp_path / "n.log", max_bytes=0, backups=0)
+    yield file
+    file.close()
+
+
+def test_lines_of_one_loop_turn_leave_in_one_write_per_sink(
+    tmp_path: Path, log_file: RotatingFile
+) -> None:
+    stream = CountingStream()
+    output = Output(stream, console=False, file=log_file)
+
+    async def burst() -> int:
+        for n in range(5):
+            output.write({"event": "e", "n": n})
+        before = stream.writes
+        await asyncio.sleep(0)  # the end of the turn
+        await asyncio.sleep(0)
+        return before
+
+    assert asyncio.run(burst()) == 0
+    assert stream.writes == 1
+    assert [json.loads(line)["n"] for line in stream.getvalue().splitlines()] == list(range(5))
+    written = (tmp_path / "n.log").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["n"] for line in written] == list(range(5))
+
+
+def test_lines_outside_a_loop_leave_at_once(tmp_path: Path, log_file: RotatingFile) -> None:
+    stream = CountingStream()
+    output = Output(stream, console=False, file=log_file)
+    output.write({"event": "from a thread"})
+    assert stream.writes == 1
+    assert "from a thread" in (tmp_path / "n.log").read_text(encoding="utf-8")
+
+
+def test_a_batch_still_rotates_the_file(tmp_path: Path, log_file: RotatingFile) -> None:
+    log_file.max_bytes, log_file.backups = 100, 2
+    output = Output(CountingStream(), console=False, file=log_file)
+
+    async def burst() -> None:
+        for n in range(10):
+            output.write({"event": "rotate me", "n": n})
+        await asyncio.sleep(0)
+        output.write({"event": "after"})
+        await asyncio.sleep(0)
+
+    asyncio.run(burst())
+    assert (tmp_path / "n.log.1").exists()
+    assert "after" in (tmp_path / "n.log").read_text(encoding="utf-8")
+
+
+def test_rotation_happens_before_the_line_that_would_pass_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "n.log"
+    log_file = RotatingFile(path, max_bytes=25, backups=3)
+    try:
+        log_file.write_lines("a" * 9 + "\n" + "b" * 9 + "\n" + "c" * 9 + "\n")
+        log_file.write("d" * 9)
+        log_file.write("e" * 30)  # longer than the limit alone: a file of its own
+        log_file.write("f" * 9)
+    finally:
+        log_file.close()
+    assert path.read_text() == "f" * 9 + "\n"
+    assert Path(f"{path}.1").read_text() == "e" * 30 + "\n"
+    assert Path(f"{path}.2").read_text() == "c" * 9 + "\n" + "d" * 9 + "\n"
+    assert Path(f"{path}.3").read_text() == "a" * 9 + "\n" + "b" * 9 + "\n"
+
+
+def test_the_size_counts_what_is_at_the_path_after_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "n.log"
+    log_file = RotatingFile(path, max_bytes=25, backups=1)
+    try:
+        log_file.write("a" * 20)
+        log_file.reopen()
+        path.rename(tmp_path / "moved.log")  # logrotate took it away
+        log_file.write("b" * 20)  # a fresh file: no rotation
+        assert not Path(f"{path}.1").exists()
+        log_file.write("c" * 20)
+    finally:
+        log_file.close()
+    assert Path(f"{path}.1").read_text() == "b" * 20 + "\n"
+    assert path.read_text() == "c" * 20 + "\n"
