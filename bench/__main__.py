@@ -4,10 +4,10 @@ Scenarios, each against a real `bin/notifierd` with a temporary state dir (or th
 baseline), the load coming from a process of its own (`bench.load`: wrk, aiohttp's client, or
 a raw asyncio client):
 
-- baseline    bare aiohttp with the same route (parses the form, answers 204), 32 connections,
-              with each load generator
-- intake      POST /api/send/devnull at 32 connections, every 204 committed (synchronous=FULL),
-              null worker running, with each load generator; with the access log off too
+- intake      bare aiohttp with the same route (parses the form, answers 204), then
+              POST /api/send/devnull, every 204 committed (synchronous=FULL), null worker
+              running; 32 connections, with each load generator, in rounds (--repeat), the
+              verdict on the median ratio; with the access log off too
 - end-to-end  time from the first POST until 50,000 messages are DELIVERED, processes: 1 and 2;
               accept->delivered latency (the Store's created_at -> updated_at) at 500 msg/s
 - startup     start-up to a 204 on /api/ping with an empty Store
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--duration", type=float, help="seconds of each intake measurement")
     parser.add_argument(
+        "--repeat", type=int, help="rounds of baseline and intake per load generator (default 3)"
+    )
+    parser.add_argument(
         "--client",
         action="append",
         choices=("wrk", "aiohttp", "raw"),
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes.quick() if args.quick else Sizes.full()
     if args.duration is not None:
         sizes = Sizes(**{**sizes.__dict__, "duration": args.duration})
+    if args.repeat is not None:
+        if args.repeat < 1:
+            parser.error("--repeat must be 1 or more")
+        sizes = Sizes(**{**sizes.__dict__, "repeat": args.repeat})
     notes = []
     clients = tuple(args.client or ())
     if not clients:
