@@ -248,8 +248,8 @@ class UtcTimestamp:
     of day are formatted once per second rather than for every line."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        # One attribute, replaced whole: a thread never sees one second's prefix with another's.
+        self._cached: tuple[int, str] = (-1, "")
 
     def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
         event["timestamp"] = self.format(time.time())
@@ -257,10 +257,11 @@ class UtcTimestamp:
 
     def format(self, created: float) -> str:
         second, micro = divmod(round(created * 1_000_000), 1_000_000)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._prefix}.{micro:06d}Z"
+        cached = self._cached
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._cached = cached
+        return f"{cached[1]}.{micro:06d}Z"
 
 
 _stamp = UtcTimestamp()
