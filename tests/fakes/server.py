@@ -210,6 +210,30 @@ def reset_connection(request: web.Request) -> web.Response:
     return web.Response(status=500)
 
 
+async def answer(
+    request: web.Request,
+    reply: object,
+    delay: float,
+    own: web.StreamResponse | None,
+    kind: str,
+) -> web.StreamResponse:
+    """The end every fake's handler shares: `own` is the fake's response to a reply of its own
+    kind (None when `reply` is not one); a `Raw` reply is sent as it is, a `Reset` aborts the
+    connection, anything else is a mistake in the test. The response leaves after `delay`."""
+    response: web.StreamResponse
+    if own is not None:
+        response = own
+    elif isinstance(reply, Raw):
+        response = raw_response(reply)
+    elif isinstance(reply, Reset):
+        return reset_connection(request)
+    else:
+        raise TypeError(f"not a {kind} reply: {reply!r}")
+    if delay:
+        await asyncio.sleep(delay)
+    return response
+
+
 def unwrap_slow(reply: object, default: object) -> tuple[float, object]:
     """The delay to wait before answering and the reply to answer (`default` for a bare
     `Slow`). The fake acts on the reply (records the message) before it waits."""

@@ -18,7 +18,6 @@ text, headers)`, and the shared `Raw`, `Slow`, `Reset`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -26,13 +25,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from tests.fakes.server import (
-    Raw,
     RecordedRequest,
-    Reset,
     ThreadedServer,
-    raw_response,
+    answer,
     record,
-    reset_connection,
     unwrap_slow,
 )
 
@@ -89,20 +85,12 @@ class FakeSmsGateway(ThreadedServer):
             return _response(GatewayReply(400, "Missing receiver number"))
         script = self._scripts[phone]
         delay, reply = unwrap_slow(script.popleft() if script else ACCEPTED, ACCEPTED)
-        response: web.StreamResponse
+        own = None
         if isinstance(reply, GatewayReply):
             if reply.accepted:
                 self.messages.append(GatewayMessage(recorded.path, phone, text))
-            response = _response(reply)
-        elif isinstance(reply, Raw):
-            response = raw_response(reply)
-        elif isinstance(reply, Reset):
-            return reset_connection(request)
-        else:
-            raise TypeError(f"not a gateway reply: {reply!r}")
-        if delay:
-            await asyncio.sleep(delay)
-        return response
+            own = _response(reply)
+        return await answer(request, reply, delay, own, "gateway")
 
     def _authorized(self, request: web.Request, recorded: RecordedRequest) -> bool:
         if self.username is None:

@@ -22,7 +22,6 @@ Request replies are an `int` (a request-level error code), `Raw`, `Slow`, `Reset
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections import defaultdict, deque
@@ -31,13 +30,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tests.fakes.server import (
-    Raw,
     RecordedRequest,
-    Reset,
     ThreadedServer,
-    raw_response,
+    answer,
     record,
-    reset_connection,
     unwrap_slow,
 )
 
@@ -100,20 +96,12 @@ class FakeSmsRu(ThreadedServer):
         self.requests.append(recorded)
         reply = self._request_replies.popleft() if self._request_replies else None
         delay, reply = unwrap_slow(reply, None)
-        response: web.StreamResponse
-        if isinstance(reply, Reset):
-            return reset_connection(request)
-        if isinstance(reply, Raw):
-            response = raw_response(reply)
-        elif isinstance(reply, int):
-            response = self._answer(recorded, _status(reply))
+        own = None
+        if isinstance(reply, int):
+            own = self._answer(recorded, _status(reply))
         elif reply is None:
-            response = self._answer(recorded, self._process(recorded))
-        else:
-            raise TypeError(f"not an SMS.ru reply: {reply!r}")
-        if delay:
-            await asyncio.sleep(delay)
-        return response
+            own = self._answer(recorded, self._process(recorded))
+        return await answer(request, reply, delay, own, "SMS.ru")
 
     def _process(self, recorded: RecordedRequest) -> dict[str, object]:
         params = recorded.params

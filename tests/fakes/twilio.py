@@ -19,7 +19,6 @@ Replies: `ACCEPT`, `twilio_error(code, status=400)`, `rate_limited(retry_after=N
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import secrets
@@ -29,13 +28,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from tests.fakes.server import (
-    Raw,
     RecordedRequest,
-    Reset,
     ThreadedServer,
-    raw_response,
+    answer,
     record,
-    reset_connection,
     unwrap_slow,
 )
 
@@ -121,23 +117,15 @@ class FakeTwilio(ThreadedServer):
         to = recorded.params["To"]
         script = self._scripts[to]
         delay, reply = unwrap_slow(script.popleft() if script else ACCEPT, ACCEPT)
-        response: web.StreamResponse
+        own: web.StreamResponse | None = None
         if isinstance(reply, Accept):
             message = self._keep(recorded)
-            response = web.json_response(_resource(message, self.account_sid), status=201)
+            own = web.json_response(_resource(message, self.account_sid), status=201)
         elif isinstance(reply, TwilioError):
             if reply.recorded:
                 self._keep(recorded)
-            response = _error_response(reply)
-        elif isinstance(reply, Raw):
-            response = raw_response(reply)
-        elif isinstance(reply, Reset):
-            return reset_connection(request)
-        else:
-            raise TypeError(f"not a Twilio reply: {reply!r}")
-        if delay:
-            await asyncio.sleep(delay)
-        return response
+            own = _error_response(reply)
+        return await answer(request, reply, delay, own, "Twilio")
 
     def _check(self, request: web.Request, recorded: RecordedRequest) -> TwilioError | None:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()

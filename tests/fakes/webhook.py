@@ -9,7 +9,6 @@ path) and records the JSON bodies.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from typing import Any
 
@@ -18,11 +17,9 @@ from aiohttp import web
 from tests.fakes.server import (
     Raw,
     RecordedRequest,
-    Reset,
     ThreadedServer,
-    raw_response,
+    answer,
     record,
-    reset_connection,
     unwrap_slow,
 )
 
@@ -46,12 +43,7 @@ class FakeWebhook(ThreadedServer):
         recorded = await record(request)
         self.requests.append(recorded)
         delay, reply = unwrap_slow(self._replies.popleft() if self._replies else OK, OK)
-        if isinstance(reply, Reset):
-            return reset_connection(request)
-        if not isinstance(reply, Raw):
-            raise TypeError(f"not a webhook reply: {reply!r}")
-        if 200 <= reply.status < 300 and recorded.content_type == "application/json":
+        ok = isinstance(reply, Raw) and 200 <= reply.status < 300
+        if ok and recorded.content_type == "application/json":
             self.payloads.append(recorded.json())
-        if delay:
-            await asyncio.sleep(delay)
-        return raw_response(reply)
+        return await answer(request, reply, delay, None, "webhook")
