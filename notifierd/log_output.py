@@ -219,7 +219,7 @@ class StdlibBridge(logging.Handler):
         try:
             event = record_event(record)
             event["level"] = record.levelname.lower()
-            event["timestamp"] = _iso(record.created)
+            event["timestamp"] = _stamp.format(record.created)
             self._output.write(event)
         except Exception:
             self.handleError(record)
@@ -265,7 +265,3 @@ class UtcTimestamp:
 
 
 _stamp = UtcTimestamp()
-
-
-def _iso(created: float) -> str:
-    return _stamp.format(created)
