@@ -23,6 +23,7 @@ from bench.servers import (
     Baseline,
     Notifierd,
     count_jobs,
+    cpu_seconds,
     delivered,
     delivery_times,
     rss_mb,
@@ -169,24 +170,54 @@ def send_url(server: Notifierd | Baseline) -> str:
     return server.url(f"/api/send/{CHANNEL}")
 
 
-def measure_baseline(report: Report, client: str, uvloop: bool = False) -> float:
+@dataclass(frozen=True)
+class Measured:
+    """One intake measurement: requests per second, and the CPU time the server's processes
+    spent per request meanwhile (microseconds, all threads; for notifierd the parent and its
+    workers apart). CPU per request hardly depends on what else the machine is doing, unlike
+    the rate: it shows where a shared machine's rate would go with a core to itself."""
+
+    rate: float
+    parent_cpu_us: float
+    workers_cpu_us: float = 0.0
+
+
+class CpuMeter:
+    """CPU time of some processes between `__init__` and `per_request`."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.start = [cpu_seconds(pid) for pid in pids]
+
+    def per_request(self, requests: int) -> list[float]:
+        pairs = zip(self.pids, self.start, strict=True)
+        spent = [cpu_seconds(pid) - before for pid, before in pairs]
+        return [seconds * 1e6 / max(1, requests) for seconds in spent]
+
+
+def measure_baseline(report: Report, client: str, uvloop: bool = False) -> Measured:
     sizes = report.sizes
     server = Baseline(uvloop=uvloop)
     server.start()
+    assert server.process is not None
     try:
         load(send_url(server), client=client, duration=sizes.warmup)
+        meter = CpuMeter([server.process.pid])
         result = load(send_url(server), client=client, duration=sizes.duration)
+        (cpu,) = meter.per_request(result.requests)
     finally:
         server.stop()
     report.check_statuses(f"baseline ({client}{', uvloop' if uvloop else ''})", result)
-    return result.rate
+    return Measured(result.rate, cpu)
 
 
-def measure_intake(report: Report, server: Notifierd, name: str, client: str) -> float:
+def measure_intake(report: Report, server: Notifierd, name: str, client: str) -> Measured:
     sizes = report.sizes
     load(send_url(server), client=client, duration=sizes.warmup)
     warm = count_jobs(server.database)
+    meter = CpuMeter([server.pid, *server.worker_pids()])
     result = load(send_url(server), client=client, duration=sizes.duration)
+    parent_cpu, *workers_cpu = meter.per_request(result.requests)
     report.check_statuses(name, result)
     # Every 204 is a committed job: the Store must hold a job for each 204. (wrk stops with
     # requests in flight that it does not count, after the warm-up and after the run: up to
@@ -196,7 +227,7 @@ def measure_intake(report: Report, server: Notifierd, name: str, client: str) ->
     extra = 2 * CONNECTIONS if client == "wrk" else 0
     if not accepted <= stored <= accepted + extra:
         report.notes.append(f"{name}: {accepted} 204s but {stored} jobs")
-    return result.rate
+    return Measured(result.rate, parent_cpu, sum(workers_cpu))
 
 
 def intake(report: Report) -> None:
@@ -208,33 +239,35 @@ def intake(report: Report) -> None:
     primary = report.clients[0]
     quiet_ratios: list[float] = []
     for client in report.clients:
-        bases: list[float] = []
-        ratios: list[float] = []
+        bases: list[Measured] = []
+        intakes: list[Measured] = []
         for _ in range(rounds):
             bases.append(measure_baseline(report, client))
             with state_dir() as path, daemon(path) as (server, _):
-                rate = measure_intake(report, server, f"intake ({client})", client)
-            ratios.append(rate / bases[-1] if bases[-1] else 0.0)
+                intakes.append(measure_intake(report, server, f"intake ({client})", client))
             if client == primary:  # the access log off, against the same round's baseline
                 with state_dir() as path, daemon(path, env=off) as (server, _):
                     quiet = measure_intake(report, server, "intake, access log off", client)
-                quiet_ratios.append(quiet / bases[-1] if bases[-1] else 0.0)
-        report.figures[f"baseline:{client}"] = median(bases)
+                quiet_ratios.append(_ratio(quiet.rate, bases[-1].rate))
+        rates = [base.rate for base in bases]
+        report.figures[f"baseline:{client}"] = median(rates)
         report.add(
             f"baseline: bare aiohttp, same route, 32 conns ({CLIENT_NAMES[client]})",
-            _rates(bases),
+            _rates(rates),
             "reference",
             "1.00x",
         )
         name = CLIENT_NAMES[client]
         label = f"intake: POST /api/send, FULL sync, null worker on ({name})"
-        _ratio_row(report, label, bases, ratios, VS_BASELINE)
+        ratios = [_ratio(got.rate, base.rate) for got, base in zip(intakes, bases, strict=True)]
+        _ratio_row(report, label, rates, ratios, VS_BASELINE)
+        _cpu_row(report, name, bases, intakes)
         if client == primary:
             label = f"  intake, access log off ({name})"
-            _ratio_row(report, label, bases, quiet_ratios, VS_BASELINE)
+            _ratio_row(report, label, rates, quiet_ratios, VS_BASELINE)
     if importlib.util.find_spec("uvloop") is not None:
         # notifierd runs on uvloop when it is installed: show what that alone gives aiohttp.
-        fast = measure_baseline(report, primary, uvloop=True)
+        fast = measure_baseline(report, primary, uvloop=True).rate
         plain = report.figures[f"baseline:{primary}"]
         report.add(
             f"  the bare baseline on uvloop, for reference ({CLIENT_NAMES[primary]})",
@@ -242,6 +275,24 @@ def intake(report: Report) -> None:
             "",
             f"{fast / plain:.2f}x" if plain else "",
         )
+
+
+def _ratio(rate: float, reference: float) -> float:
+    return rate / reference if reference else 0.0
+
+
+def _cpu_row(report: Report, client: str, bases: list[Measured], intakes: list[Measured]) -> None:
+    """CPU per request, medians of the rounds: the baseline's process against notifierd's
+    parent (its workers apart). Their ratio is the rate ratio a core to itself would allow."""
+    base = median(m.parent_cpu_us for m in bases)
+    parent = median(m.parent_cpu_us for m in intakes)
+    workers = median(m.workers_cpu_us for m in intakes)
+    report.add(
+        f"  CPU per request: baseline vs notifierd's parent ({client})",
+        f"{base:,.0f} us vs {parent:,.0f} us (+ {workers:,.0f} us in the worker)",
+        "",
+        f"{_ratio(base, parent):.2f}x",
+    )
 
 
 def _rates(rates: list[float]) -> str:
@@ -341,9 +392,10 @@ def backlog(report: Report) -> None:
             ratios: list[float] = []
             for _ in range(sizes.repeat):
                 with state_dir() as fresh, daemon(fresh) as (empty, _):
-                    empties.append(measure_intake(report, empty, "intake, empty Store", client))
-                rate = measure_intake(report, server, "intake with backlog", client)
-                ratios.append(rate / empties[-1] if empties[-1] else 0.0)
+                    got = measure_intake(report, empty, "intake, empty Store", client)
+                empties.append(got.rate)
+                rate = measure_intake(report, server, "intake with backlog", client).rate
+                ratios.append(_ratio(rate, empties[-1]))
             parent = rss_mb(server.pid)
             child = max(rss_mb(pid) for pid in server.worker_pids())
             label = f"intake with {sizes.backlog:,} delayed deliveries ({CLIENT_NAMES[client]})"

@@ -29,6 +29,7 @@ def test_the_benchmark_runs_on_a_tiny_load_and_prints_its_table() -> None:
     for client in clients:
         assert f"bare aiohttp, same route, 32 conns {client}" in table
         assert f"intake: POST /api/send, FULL sync, null worker on {client}" in table
+        assert f"CPU per request: baseline vs notifierd's parent {client}" in table
     for row in (
         "end-to-end: 300 messages, processes: 1",
         "end-to-end: 300 messages, processes: 2",
