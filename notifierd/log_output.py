@@ -117,6 +117,7 @@ class Output:
         self._pending: list[str] = []
         self._pending_file: list[str] = []
         self._flush_scheduled = False
+        self._loop: tuple[asyncio.AbstractEventLoop | None, int] = (None, 0)
         self._console: Renderer | None = (
             structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console else None
         )
@@ -143,9 +144,8 @@ class Output:
             self._file.write_lines("".join(file_lines))
 
     def _queue(self, stream_line: str, file_line: str) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = self._loop_of_this_thread()
+        if loop is None:
             self._emit(stream_line)
             if self._file is not None:
                 self._file.write(file_line)
@@ -156,6 +156,20 @@ class Output:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self.flush)
+
+    def _loop_of_this_thread(self) -> asyncio.AbstractEventLoop | None:
+        """The loop running on this thread, if any. The last one seen is remembered with its
+        thread: asyncio's own lookup makes a getpid() system call on Python 3.11, and this runs
+        for every line."""
+        loop, thread = self._loop
+        if thread == threading.get_ident() and loop is not None and loop.is_running():
+            return loop
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        self._loop = (loop, threading.get_ident())
+        return loop
 
     def _emit(self, text: str) -> None:
         with contextlib.suppress(OSError, ValueError):  # a closed stderr must not stop us
@@ -190,7 +204,7 @@ class HotLine:
             return
         fields["event"] = self.event
         fields["logger"] = self.logger
-        fields["level"] = logging.getLevelName(level).lower()
+        fields["level"] = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
         fields["timestamp"] = _stamp.format(time.time())
         output.write(fields)
 
@@ -265,3 +279,7 @@ class UtcTimestamp:
 
 
 _stamp = UtcTimestamp()
+_LEVEL_NAMES = {
+    level: logging.getLevelName(level).lower()
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+}

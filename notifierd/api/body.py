@@ -10,12 +10,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import BodyPartReader, web
+from yarl import query_to_pairs
 
 from notifierd.api.validation import FieldError
 
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
+REPLACEMENT = "\ufffd"  # what yarl's decoder puts for an escape that is not UTF-8
 
 
 class BodyError(Exception):
@@ -108,6 +110,16 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _decode_pairs(text: str, where: str) -> list[tuple[str, str]]:
+    """The name/value pairs of a form-urlencoded text, percent-escapes decoded as strict UTF-8.
+
+    yarl's decoder (the one aiohttp's own `request.post()` uses, in C) reads every form; it
+    puts U+FFFD where an escape is not UTF-8, so a result holding U+FFFD (rare: a broken
+    escape, or that character sent on purpose) is read again by the standard library's
+    strict decoder, which tells the two apart. The standard library's decoder alone is
+    written in Python and cost five times as much, a tenth of the request's CPU."""
+    pairs = query_to_pairs(text)
+    if not any(REPLACEMENT in name or REPLACEMENT in value for name, value in pairs):
+        return pairs
     try:
         return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:

@@ -69,11 +69,17 @@ class SqliteStore(Store):
         self._idle = asyncio.Event()
         self._idle.set()
         self._random = random.Random()
+        #: The loop the Store was opened on: looked up once (asyncio's lookup makes a getpid()
+        #: system call on Python 3.11, and the hot path would make several per message).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: The id the next job gets: the writer is the only one to insert jobs, so it is known
+        #: in advance (None: read it from the table at the next insert).
+        self._next_job_id: int | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._write_conn = await loop.run_in_executor(self._writer, self._connect_writer)
@@ -111,7 +117,7 @@ class SqliteStore(Store):
     # -- group commit -----------------------------------------------------------------------
 
     def _write(self, operation: Operation) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._running_loop().create_future()
         if self._write_conn is None:
             future.set_exception(StoreError("the store is closed"))
             return future
@@ -119,12 +125,16 @@ class SqliteStore(Store):
         self._schedule()
         return future
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        return asyncio.get_running_loop() if loop is None else loop
+
     def _schedule(self) -> None:
         if not self._busy:
             # Not at once: let every write of this turn of the loop join the transaction.
             self._busy = True
             self._idle.clear()
-            asyncio.get_running_loop().call_soon(self._begin)
+            self._running_loop().call_soon(self._begin)
 
     def _begin(self) -> None:
         """Run the waiting writes in one transaction, then hand its COMMIT to the writer."""
@@ -147,7 +157,7 @@ class SqliteStore(Store):
             self._rollback(conn)
             self._settle(futures, None, StoreError(f"could not write to {self.path}: {exc}"))
             return
-        commit = asyncio.get_running_loop().run_in_executor(self._writer, self._commit, conn)
+        commit = self._running_loop().run_in_executor(self._writer, self._commit, conn)
         commit.add_done_callback(lambda done: self._committed(done, futures, results))
 
     def _commit(self, conn: sqlite3.Connection) -> None:
@@ -210,8 +220,9 @@ class SqliteStore(Store):
             return []
         conn.execute(_SAVEPOINT)
         try:
-            # The writer is the only one to insert: the next ids are known in advance.
-            first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetchone()[0]
+            first = self._next_job_id
+            if first is None:
+                first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetchone()[0]
             numbered = [(first + k, job, now) for k, (job, now, _) in enumerate(jobs)]
             conn.executemany(
                 _INSERT_JOB, [(i, job.channel, job.message, now) for i, job, now in numbered]
@@ -223,11 +234,14 @@ class SqliteStore(Store):
         except sqlite3.Error:
             conn.execute(_ROLLBACK)
             conn.execute(_RELEASE)
+            self._next_job_id = None
             return [self._run(conn, _insert_one(job, now)) for job, now, _ in jobs]
         conn.execute(_RELEASE)
+        self._next_job_id = first + len(numbered)
         return [(True, i) for i, _, _ in numbered]
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
+        self._next_job_id = None  # the ids of the jobs rolled back are free again
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
@@ -256,7 +270,7 @@ class SqliteStore(Store):
         return int(await self._write(run))
 
     async def add(self, job: NewJob, now: float) -> int:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._running_loop().create_future()
         self._pending_jobs.append((job, now, future))
         self._schedule()
         return int(await future)
