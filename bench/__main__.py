@@ -13,6 +13,9 @@ a raw asyncio client):
 - startup     start-up to a 204 on /api/ping with an empty Store
 - backlog     1,000,000 deliveries delayed by an hour in the Store: start-up, intake, RSS,
               restart
+- instructions  instructions per request under callgrind (valgrind), the baseline's process
+              against notifierd's parent: a figure the neighbours of a shared machine do not
+              move (skipped when valgrind is not installed)
 
 `--quick` makes every load tiny (the CI smoke test); `--scenario NAME` runs some of them.
 """

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 
+from bench import instructions as counted
 from bench.backlog import write_backlog
 from bench.load import LoadResult, run_wrk
 from bench.servers import (
@@ -44,6 +45,8 @@ class Sizes:
     steady_rate: float
     steady_seconds: float
     backlog: int
+    #: Requests counted by callgrind (instructions per request).
+    counted: int
     #: Rounds of (baseline, intake) per load generator; the ratio is their median.
     repeat: int
 
@@ -56,6 +59,7 @@ class Sizes:
             steady_rate=500.0,
             steady_seconds=10.0,
             backlog=1_000_000,
+            counted=2_000,
             repeat=3,
         )
 
@@ -68,6 +72,7 @@ class Sizes:
             steady_rate=100.0,
             steady_seconds=1.0,
             backlog=2_000,
+            counted=100,
             repeat=1,
         )
 
@@ -418,9 +423,62 @@ def backlog(report: Report) -> None:
             server.stop()
 
 
+def instructions(report: Report) -> None:
+    """Instructions per request under callgrind: the bare baseline's process against
+    notifierd's parent, every counted message delivered before the counting stops."""
+    if not counted.installed():
+        report.notes.append(
+            "valgrind is not installed (apt install valgrind): no instruction counts"
+        )
+        return
+    sizes = report.sizes
+    warmup = max(50, sizes.counted // 10)
+    slow = 600.0  # everything runs some fifty times slower under callgrind
+    with counted.callgrind() as meter:
+        base = Baseline(prefix=meter.prefix)
+        base.start()
+        assert base.process is not None
+        try:
+            load(send_url(base), client=report.client, count=warmup)
+            with meter.counting(base.process.pid):
+                result = load(send_url(base), client=report.client, count=sizes.counted)
+        finally:
+            base.stop()
+        report.check_statuses("instructions, baseline", result)
+        baseline = meter.total() / max(1, result.requests)
+    with counted.callgrind() as meter, state_dir() as path:
+        server = Notifierd(path, prefix=meter.prefix)
+        try:
+            server.start()
+            wait_until(lambda: server.workers_ready(1), "the worker to be ready", slow)
+            load(send_url(server), client=report.client, count=warmup)
+            wait_until(lambda: delivered(server.database) >= warmup, "the warm-up", slow)
+            with meter.counting(server.pid):
+                result = load(send_url(server), client=report.client, count=sizes.counted)
+                done = warmup + result.accepted
+                wait_until(lambda: delivered(server.database) >= done, "the deliveries", slow)
+        finally:
+            server.stop()
+        report.check_statuses("instructions, notifierd", result)
+        parent = meter.total() / max(1, result.requests)
+    report.add(
+        f"instructions per request (callgrind), {sizes.counted:,} requests: bare aiohttp",
+        f"{baseline:,.0f}",
+        "reference",
+        "1.00x",
+    )
+    report.add(
+        "  notifierd's parent, each message stored, delivered and logged",
+        f"{parent:,.0f}",
+        "",
+        f"{_ratio(baseline, parent):.2f}x",
+    )
+
+
 SCENARIOS: dict[str, Callable[[Report], None]] = {
     "intake": intake,
     "end-to-end": end_to_end,
     "startup": startup,
     "backlog": backlog,
+    "instructions": instructions,
 }

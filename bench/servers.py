@@ -38,9 +38,17 @@ class Notifierd:
     """One run of bin/notifierd. `start` returns the seconds until `/api/ping` answered 204."""
 
     def __init__(
-        self, state_dir: Path, processes: int = 1, env: dict[str, str] | None = None
+        self,
+        state_dir: Path,
+        processes: int = 1,
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
+        """`prefix`: a command the daemon's Python runs under (callgrind); the start-up may
+        then take minutes rather than seconds."""
         self.state_dir = state_dir
+        self.prefix = prefix or []
+        self.start_timeout = START_TIMEOUT * (10 if prefix else 1)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.config = channel_file(state_dir / "channels.yaml", processes)
         self.log = state_dir / "notifierd.log"
@@ -62,8 +70,9 @@ class Notifierd:
 
     def start(self) -> float:
         offset = self.log.stat().st_size if self.log.exists() else 0
+        program = [*self.prefix, sys.executable, "-m", "notifierd"] if self.prefix else []
         args = [
-            str(NOTIFIERD),
+            *(program or [str(NOTIFIERD)]),
             "--config",
             str(self.config),
             "--state-dir",
@@ -79,13 +88,14 @@ class Notifierd:
                 args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env},
+                env={**os.environ, "PYTHONPATH": str(ROOT), **self.env},
                 cwd=self.state_dir,
                 start_new_session=True,
             )
-        started = _poll(lambda: self._started(offset), "notifierd.started")
+        timeout = self.start_timeout
+        started = _poll(lambda: self._started(offset), "notifierd.started", timeout)
         self.port = int(str(started["http"]).rsplit(":", 1)[1])
-        _poll(lambda: ping(self.url("/api/ping")), "a 204 on /api/ping")
+        _poll(lambda: ping(self.url("/api/ping")), "a 204 on /api/ping", timeout)
         return time.perf_counter() - began
 
     def _started(self, offset: int) -> dict[str, Any] | None:
@@ -129,17 +139,18 @@ class Notifierd:
 class Baseline:
     """The bare aiohttp app of `bench.baseline_app`, in a process of its own."""
 
-    def __init__(self, uvloop: bool = False) -> None:
+    def __init__(self, uvloop: bool = False, prefix: list[str] | None = None) -> None:
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.uvloop = uvloop
+        self.prefix = prefix or []
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.baseline_app", "--port", "0"]
+            [*self.prefix, sys.executable, "-m", "bench.baseline_app", "--port", "0"]
             + (["--uvloop"] if self.uvloop else []),
             stdout=subprocess.PIPE,
             text=True,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from bench import instructions
 from bench.load import parse_wrk, wrk_installed
 from tests.harness import ROOT
 
@@ -40,6 +41,9 @@ def test_the_benchmark_runs_on_a_tiny_load_and_prints_its_table() -> None:
         "restart with the backlog",
     ):
         assert row in table, f"{row!r} missing from:\n{table}"
+    if instructions.installed():
+        assert "instructions per request (callgrind), 100 requests: bare aiohttp" in table
+        assert "notifierd's parent, each message stored, delivered and logged" in table
     assert "were not 204" not in table
 
 
