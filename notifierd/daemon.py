@@ -92,7 +92,7 @@ class Daemon:
         job = NewJob(channel.name, request.message, channel.recipients, request.delay, channel.ttl)
         job_id = await self.store.add(job, time.time())
         self._runners[channel.name].wake()
-        self.metrics.channel(channel.name).accepted.inc()
+        self.metrics.channel(channel.name).accepted += 1
         return job_id
 
     async def job(self, job_id: int) -> dict[str, Any] | None:

@@ -3,18 +3,21 @@ accept-to-delivered latency, worker restarts and the maintenance flag."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from notifierd.states import DeliveryState
 from notifierd.store.base import StoreCounts
@@ -29,17 +32,69 @@ OUTCOME_COUNTERS = {
     DeliveryState.EXPIRED: "expired",
     DeliveryState.QUEUED: "retried",
 }
+OUTCOME_HELP = {"retried": "Failed attempts put back in the queue for a retry."}
+BUCKET_LABELS = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
 
 
-@dataclass(frozen=True)
 class ChannelSeries:
-    """One channel's series, looked up once: `labels()` takes a lock and builds a key at every
-    call, and these are touched for every message."""
+    """One channel's per-message series, as plain numbers: they are counted for every message,
+    and a prometheus_client child takes a lock and a method call or three at each increment
+    (about 4% of the parent's instructions per message). They are only ever touched on the
+    event loop's thread; `HotSeries` turns them into Prometheus samples at each scrape."""
 
-    accepted: Any
-    latency: Any
-    #: The counter a delivery's new state adds to, by state value.
-    by_state: dict[str, Any]
+    __slots__ = ("accepted", "by_state", "latency_buckets", "latency_sum")
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        #: The count a delivery's new state adds to, by state value.
+        self.by_state: dict[str, int] = {state.value: 0 for state in OUTCOME_COUNTERS}
+        #: Observations per bucket (not cumulative), the last one +Inf.
+        self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        # The first bound at or above the value: a histogram's "le" bucket.
+        self.latency_buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+
+class HotSeries(Collector):
+    """The per-channel counters and latency histogram, read from `ChannelSeries` at scrape
+    time: the same names, help, labels and samples as prometheus_client's own types give."""
+
+    def __init__(self, series: dict[str, ChannelSeries]) -> None:
+        self._series = series
+
+    def collect(self) -> Iterator[Metric]:
+        accepted = CounterMetricFamily(
+            "notifierd_accepted", "Jobs accepted (answered 204).", labels=["channel"]
+        )
+        outcomes = {
+            state.value: CounterMetricFamily(
+                f"notifierd_{name}",
+                OUTCOME_HELP.get(name, f"Deliveries that ended {name}."),
+                labels=["channel"],
+            )
+            for state, name in OUTCOME_COUNTERS.items()
+        }
+        latency = HistogramMetricFamily(
+            "notifierd_accept_to_delivered_seconds",
+            "Time from the 204 to the remote's acceptance.",
+            labels=["channel"],
+        )
+        for channel, series in list(self._series.items()):
+            accepted.add_metric([channel], series.accepted)
+            for state, count in series.by_state.items():
+                outcomes[state].add_metric([channel], count)
+            cumulative = list(accumulate(series.latency_buckets))
+            latency.add_metric(
+                [channel],
+                list(zip(BUCKET_LABELS, map(float, cumulative), strict=True)),
+                series.latency_sum,
+            )
+        yield accepted
+        yield from outcomes.values()
+        yield latency
 
 
 class Metrics:
@@ -48,31 +103,8 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         labels = ["channel"]
-        self.accepted = Counter(
-            "notifierd_accepted", "Jobs accepted (answered 204).", labels, registry=self.registry
-        )
-        self.outcomes = {
-            name: Counter(
-                f"notifierd_{name}",
-                f"Deliveries that ended {name}.",
-                labels,
-                registry=self.registry,
-            )
-            for name in ("delivered", "failed", "dead", "expired")
-        }
-        self.outcomes["retried"] = Counter(
-            "notifierd_retried",
-            "Failed attempts put back in the queue for a retry.",
-            labels,
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "notifierd_accept_to_delivered_seconds",
-            "Time from the 204 to the remote's acceptance.",
-            labels,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self._series: dict[str, ChannelSeries] = {}
+        self.registry.register(HotSeries(self._series))
         self.worker_restarts = Counter(
             "notifierd_worker_restarts",
             "Worker processes that died and were replaced.",
@@ -88,7 +120,6 @@ class Metrics:
         self.paused = Gauge(
             "notifierd_paused", "1 while in maintenance (paused).", registry=self.registry
         )
-        self._series: dict[str, ChannelSeries] = {}
         # Every channel's series exist from the start, at zero, so that rates work at once.
         for channel in channels:
             self.worker_restarts.labels(channel)
@@ -97,21 +128,13 @@ class Metrics:
     def channel(self, channel: str) -> ChannelSeries:
         series = self._series.get(channel)
         if series is None:
-            series = ChannelSeries(
-                self.accepted.labels(channel),
-                self.latency.labels(channel),
-                {
-                    state.value: self.outcomes[name].labels(channel)
-                    for state, name in OUTCOME_COUNTERS.items()
-                },
-            )
-            self._series[channel] = series
+            series = self._series[channel] = ChannelSeries()
         return series
 
     def count_state(self, channel: str, state: str, number: int = 1) -> None:
-        counter = self.channel(channel).by_state.get(state)
-        if counter is not None:
-            counter.inc(number)
+        by_state = self.channel(channel).by_state
+        if state in by_state:
+            by_state[state] += number
 
     def render(self, counts: dict[str, StoreCounts], channels: list[str], paused: bool) -> bytes:
         for channel in channels:

@@ -42,7 +42,7 @@ from notifierd.store.base import (
     StoreCounts,
 )
 from notifierd.store.sqlite_outcomes import apply_delivered, apply_outcome
-from notifierd.store.sqlite_schema import SCHEMA
+from notifierd.store.sqlite_schema import FINISHED, SCHEMA
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
@@ -455,8 +455,7 @@ class SqliteStore(Store):
             ids = [
                 row[0]
                 for row in conn.execute(
-                    "SELECT id FROM deliveries WHERE state IN"
-                    " ('delivered', 'failed', 'dead', 'expired') AND updated_at < ? LIMIT ?",
+                    f"SELECT id FROM deliveries WHERE {FINISHED} AND updated_at < ? LIMIT ?",
                     (before, limit),
                 )
             ]

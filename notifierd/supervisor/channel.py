@@ -327,7 +327,7 @@ class ChannelRunner:
         if kind is OutcomeKind.DELIVERED:
             self.misconfigured = None
             self._misconfigured_backoff = self.channel.retry.delay
-            self._metrics.channel(self.channel.name).latency.observe(now - delivery.created_at)
+            self._metrics.channel(self.channel.name).observe_latency(now - delivery.created_at)
             attempt_line.write(logging.INFO, fields)
             return
         if outcome.retry_after is not None:
