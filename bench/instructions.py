@@ -31,6 +31,7 @@ class Callgrind:
     def prefix(self) -> list[str]:
         return [
             "valgrind",
+            "--quiet",  # its banner would go to the baseline's stderr, the bench's own
             "--tool=callgrind",
             "--instr-atstart=no",  # not the imports and the start-up
             f"--callgrind-out-file={self.out}",

@@ -1,17 +1,16 @@
-"""What travels between the parent and the worker processes. Plain tuples-as-dataclasses,
-cheap to pickle; imports nothing from the package."""
+"""What travels between the parent and the worker processes: named tuples, immutable, cheap
+to make and to pickle (as their fields); imports nothing from the package.
+
+Named tuples rather than frozen dataclasses: the parent makes one of each per message, and a
+frozen dataclass sets each field through object.__setattr__ (1.6 us for a Delivery against
+0.3 us), and pickles slotted fields one lookup at a time unless taught otherwise."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-# Both classes pickle as their constructor's arguments: the default for slotted dataclasses
-# looks up the fields for every object, which cost more than the rest of the hand-over.
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One message to one recipient, as handed to a worker. Self-contained: the worker needs
     nothing else to send it."""
 
@@ -28,22 +27,8 @@ class Delivery:
     #: Wall-clock time the job was accepted (for the accept-to-delivered latency).
     created_at: float = 0.0
 
-    def __reduce__(self) -> tuple[type[Delivery], tuple[Any, ...]]:
-        return Delivery, (
-            self.id,
-            self.lease_token,
-            self.channel,
-            self.recipient,
-            self.message,
-            self.attempt,
-            self.expires_at,
-            self.leased_until,
-            self.created_at,
-        )
 
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """A worker's answer for one delivery. `kind` is an `OutcomeKind` value."""
 
     id: int
@@ -53,13 +38,3 @@ class Outcome:
     error: str | None = None
     #: Seconds the `send` took, for the attempt log line.
     duration: float = 0.0
-
-    def __reduce__(self) -> tuple[type[Outcome], tuple[Any, ...]]:
-        return Outcome, (
-            self.id,
-            self.lease_token,
-            self.kind,
-            self.retry_after,
-            self.error,
-            self.duration,
-        )

@@ -327,7 +327,9 @@ class SqliteStore(Store):
     async def complete(
         self, outcomes: Sequence[Outcome], policy: RetryPolicy, now: float
     ) -> list[str | None]:
-        spreads = [self._random.uniform(-1, 1) for _ in outcomes]
+        # The jitter of a retry's delay: drawn only for what may be retried.
+        draw = self._random.uniform
+        spreads = [0.0 if o.kind == OutcomeKind.DELIVERED else draw(-1, 1) for o in outcomes]
 
         def run(conn: sqlite3.Connection) -> list[str | None]:
             delivered = apply_delivered(conn, outcomes, now)
