@@ -42,6 +42,7 @@ from notifierd.store.base import (
     StoreCounts,
 )
 from notifierd.store.sqlite_outcomes import apply_delivered, apply_outcome
+from notifierd.store.sqlite_rows import RowsInsert
 from notifierd.store.sqlite_schema import FINISHED, SCHEMA
 
 T = TypeVar("T")
@@ -224,12 +225,9 @@ class SqliteStore(Store):
             if first is None:
                 first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetchone()[0]
             numbered = [(first + k, job, now) for k, (job, now, _) in enumerate(jobs)]
-            conn.executemany(
-                _INSERT_JOB, [(i, job.channel, job.message, now) for i, job, now in numbered]
-            )
-            conn.executemany(
-                _INSERT_DELIVERY,
-                [row for i, job, now in numbered for row in _delivery_rows(i, job, now)],
+            _INSERT_JOBS.run(conn, [(i, job.channel, job.message, now) for i, job, now in numbered])
+            _INSERT_DELIVERIES.run(
+                conn, [row for i, job, now in numbered for row in _delivery_rows(i, job, now)]
             )
         except sqlite3.Error:
             conn.execute(_ROLLBACK)
@@ -534,10 +532,11 @@ class SqliteStore(Store):
         await self._write(run)
 
 
-_INSERT_JOB = "INSERT INTO jobs (id, channel, message, created_at) VALUES (?, ?, ?, ?)"
-_INSERT_DELIVERY = (
+_INSERT_JOBS = RowsInsert("INSERT INTO jobs (id, channel, message, created_at)", "(?, ?, ?, ?)")
+_INSERT_DELIVERIES = RowsInsert(
     "INSERT INTO deliveries (job_id, channel, recipient, state, due_at, expires_at, created_at,"
-    " updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)"
+    " updated_at)",
+    "(?, ?, ?, 'queued', ?, ?, ?, ?)",
 )
 
 
@@ -558,7 +557,7 @@ def _insert_one(job: NewJob, now: float) -> Operation:
         )
         job_id = cursor.lastrowid
         assert job_id is not None
-        conn.executemany(_INSERT_DELIVERY, _delivery_rows(job_id, job, now))
+        _INSERT_DELIVERIES.run(conn, _delivery_rows(job_id, job, now))
         return job_id
 
     return run

@@ -10,12 +10,15 @@ from notifierd.config import RetryPolicy
 from notifierd.lifecycle import after_outcome
 from notifierd.messages import Outcome
 from notifierd.states import DeliveryState, OutcomeKind
+from notifierd.store.sqlite_rows import RowsInsert
 
-CHUNK = 500  # ids per IN (...): well under SQLite's limit of bound parameters
+# Outcomes per statement: their ids, or their attempts' rows (6 values each), stay under
+# sqlite_rows.MAX_PARAMETERS.
+CHUNK = 150
 
-_INSERT_ATTEMPT = (
-    "INSERT INTO attempts (delivery_id, attempt, finished_at, outcome, duration, error)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_ATTEMPTS = RowsInsert(
+    "INSERT INTO attempts (delivery_id, attempt, finished_at, outcome, duration, error)",
+    "(?, ?, ?, ?, ?, ?)",
 )
 # Outcomes that report no attempt: nothing was sent, so the journal records nothing.
 NO_ATTEMPT = frozenset({OutcomeKind.UNSTARTED, OutcomeKind.EXPIRED})
@@ -40,7 +43,7 @@ def apply_delivered(
                 ids,
             )
         }
-        applied: list[tuple[float, int]] = []
+        applied: list[int] = []
         journal: list[tuple[int, int, float, str, float, None]] = []
         for i in chunk:
             outcome = outcomes[i]
@@ -49,16 +52,19 @@ def apply_delivered(
                 # The same delivery answered twice in one batch counts once, as one by one.
                 del current[outcome.id]
                 states[i] = DeliveryState.DELIVERED.value
-                applied.append((now, outcome.id))
+                applied.append(outcome.id)
                 journal.append((outcome.id, attempts, now, "delivered", outcome.duration, None))
             else:
                 states[i] = None
-        conn.executemany(
-            "UPDATE deliveries SET state = 'delivered', lease_token = NULL, leased_until = NULL,"
-            " last_error = NULL, updated_at = ? WHERE id = ?",
-            applied,
-        )
-        conn.executemany(_INSERT_ATTEMPT, journal)
+        if applied:
+            # One statement for the chunk, not one per row (see sqlite_rows).
+            marks = ",".join("?" * len(applied))
+            conn.execute(
+                "UPDATE deliveries SET state = 'delivered', lease_token = NULL,"
+                f" leased_until = NULL, last_error = NULL, updated_at = ? WHERE id IN ({marks})",
+                [now, *applied],
+            )
+            _INSERT_ATTEMPTS.run(conn, journal)
     return states
 
 
@@ -75,9 +81,8 @@ def apply_outcome(
     attempts, expires_at = row
     kind = OutcomeKind(outcome.kind)
     if kind not in NO_ATTEMPT:
-        conn.execute(
-            _INSERT_ATTEMPT,
-            (outcome.id, attempts, now, kind.value, outcome.duration, outcome.error),
+        _INSERT_ATTEMPTS.run(
+            conn, [(outcome.id, attempts, now, kind.value, outcome.duration, outcome.error)]
         )
     transition = after_outcome(
         kind=kind,

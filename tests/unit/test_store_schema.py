@@ -7,7 +7,8 @@ import sqlite3
 from pathlib import Path
 
 from notifierd.store import NewJob, SqliteStore
-from notifierd.store.sqlite import _INSERT_DELIVERY
+from notifierd.store.sqlite import _INSERT_DELIVERIES
+from notifierd.store.sqlite_rows import MAX_PARAMETERS, RowsInsert
 from notifierd.store.sqlite_schema import FINISHED, SCHEMA
 
 
@@ -18,11 +19,11 @@ def opcodes(conn: sqlite3.Connection, sql: str, arguments: tuple[object, ...]) -
 def test_inserting_and_finishing_a_delivery_builds_no_temporary_table() -> None:
     conn = sqlite3.connect(":memory:")
     conn.executescript(SCHEMA)
-    insert = opcodes(conn, _INSERT_DELIVERY, (1, "c", "r", 1.0, 2.0, 1.0, 1.0))
+    insert = opcodes(conn, _INSERT_DELIVERIES.sql(1), (1, "c", "r", 1.0, 2.0, 1.0, 1.0))
     finish = opcodes(
         conn,
         "UPDATE deliveries SET state = 'delivered', lease_token = NULL, leased_until = NULL,"
-        " last_error = NULL, updated_at = ? WHERE id = ?",
+        " last_error = NULL, updated_at = ? WHERE id = ?",  # the partial indexes' part of it
         (1.0, 1),
     )
     assert "OpenEphemeral" not in insert
@@ -61,3 +62,19 @@ async def test_an_earlier_schema_is_brought_up_to_date(tmp_path: Path) -> None:
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "deliveries_finished" not in names
     assert "deliveries_done" in names
+
+
+def test_rows_go_in_chunks_under_the_smallest_parameter_limit() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (a INTEGER, b TEXT, c TEXT)")
+    insert = RowsInsert("INSERT INTO t (a, b, c)", "(?, ?, 'x')")
+    rows = [(n, str(n)) for n in range(1_000)]  # 2,000 parameters: three statements
+    insert.run(conn, rows)
+    assert insert.chunk * insert.width <= MAX_PARAMETERS < 999
+    assert conn.execute("SELECT COUNT(*), SUM(a), MIN(c), MAX(c) FROM t").fetchone() == (
+        1_000,
+        sum(range(1_000)),
+        "x",
+        "x",
+    )
+    assert conn.execute("SELECT b FROM t WHERE a = 567").fetchone() == ("567",)
