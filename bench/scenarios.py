@@ -451,11 +451,11 @@ def instructions(report: Report) -> None:
         try:
             server.start()
             wait_until(lambda: server.workers_ready(1), "the worker to be ready", slow)
-            load(send_url(server), client=report.client, count=warmup)
-            wait_until(lambda: delivered(server.database) >= warmup, "the warm-up", slow)
+            warm = load(send_url(server), client=report.client, count=warmup).accepted
+            wait_until(lambda: delivered(server.database) >= warm, "the warm-up", slow)
             with meter.counting(server.pid):
                 result = load(send_url(server), client=report.client, count=sizes.counted)
-                done = warmup + result.accepted
+                done = warm + result.accepted
                 wait_until(lambda: delivered(server.database) >= done, "the deliveries", slow)
         finally:
             server.stop()

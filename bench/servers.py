@@ -70,9 +70,10 @@ class Notifierd:
 
     def start(self) -> float:
         offset = self.log.stat().st_size if self.log.exists() else 0
-        program = [*self.prefix, sys.executable, "-m", "notifierd"] if self.prefix else []
+        # Under a prefix the daemon's Python itself must be its child, not bin/notifierd's sh.
+        command = [*self.prefix, sys.executable, "-m", "notifierd"] if self.prefix else [NOTIFIERD]
         args = [
-            *(program or [str(NOTIFIERD)]),
+            *map(str, command),
             "--config",
             str(self.config),
             "--state-dir",
