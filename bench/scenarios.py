@@ -200,9 +200,11 @@ class CpuMeter:
         return [seconds * 1e6 / max(1, requests) for seconds in spent]
 
 
-def measure_baseline(report: Report, client: str, uvloop: bool = False) -> Measured:
+def measure_baseline(
+    report: Report, client: str, uvloop: bool = False, durable: Path | None = None
+) -> Measured:
     sizes = report.sizes
-    server = Baseline(uvloop=uvloop)
+    server = Baseline(uvloop=uvloop, durable=durable)
     server.start()
     assert server.process is not None
     try:
@@ -212,8 +214,15 @@ def measure_baseline(report: Report, client: str, uvloop: bool = False) -> Measu
         (cpu,) = meter.per_request(result.requests)
     finally:
         server.stop()
-    report.check_statuses(f"baseline ({client}{', uvloop' if uvloop else ''})", result)
+    kind = "durable floor" if durable else "baseline"
+    report.check_statuses(f"{kind} ({client}{', uvloop' if uvloop else ''})", result)
     return Measured(result.rate, cpu)
+
+
+def measure_floor(report: Report, client: str) -> Measured:
+    """The durable floor (see bench.baseline_app) on uvloop, as notifierd runs."""
+    with state_dir() as path:
+        return measure_baseline(report, client, uvloop=True, durable=path / "floor.db")
 
 
 def measure_intake(report: Report, server: Notifierd, name: str, client: str) -> Measured:
@@ -243,6 +252,7 @@ def intake(report: Report) -> None:
     off = {"NOTIFIERD_ACCESS_LOG": "false"}
     primary = report.clients[0]
     quiet_ratios: list[float] = []
+    floors: list[Measured] = []
     for client in report.clients:
         bases: list[Measured] = []
         intakes: list[Measured] = []
@@ -254,6 +264,7 @@ def intake(report: Report) -> None:
                 with state_dir() as path, daemon(path, env=off) as (server, _):
                     quiet = measure_intake(report, server, "intake, access log off", client)
                 quiet_ratios.append(_ratio(quiet.rate, bases[-1].rate))
+                floors.append(measure_floor(report, client))
         rates = [base.rate for base in bases]
         report.figures[f"baseline:{client}"] = median(rates)
         report.add(
@@ -270,6 +281,7 @@ def intake(report: Report) -> None:
         if client == primary:
             label = f"  intake, access log off ({name})"
             _ratio_row(report, label, rates, quiet_ratios, VS_BASELINE)
+            _floor_rows(report, name, bases, intakes, floors)
     if importlib.util.find_spec("uvloop") is not None:
         # notifierd runs on uvloop when it is installed: show what that alone gives aiohttp.
         fast = measure_baseline(report, primary, uvloop=True).rate
@@ -280,6 +292,37 @@ def intake(report: Report) -> None:
             "",
             f"{fast / plain:.2f}x" if plain else "",
         )
+
+
+def _floor_rows(
+    report: Report,
+    client: str,
+    bases: list[Measured],
+    intakes: list[Measured],
+    floors: list[Measured],
+) -> None:
+    """The durable floor against the bare baseline (what storing before the 204 costs at the
+    least), and notifierd against the floor (what notifierd adds to that)."""
+    ratios = [_ratio(f.rate, base.rate) for f, base in zip(floors, bases, strict=True)]
+    figure = _rates([f.rate for f in floors])
+    if len(ratios) > 1:
+        figure += f"; ratios {', '.join(f'{r:.2f}' for r in ratios)}"
+    report.figures[f"floor:{client}"] = median(ratios)
+    report.add(
+        f"  durable floor: bare aiohttp + a group-committed insert, uvloop ({client})",
+        figure,
+        "",
+        f"{median(ratios):.2f}x",
+    )
+    cpu = median(f.parent_cpu_us for f in floors)
+    parent = median(m.parent_cpu_us for m in intakes)
+    above = [_ratio(got.rate, f.rate) for got, f in zip(intakes, floors, strict=True)]
+    report.add(
+        f"  notifierd's intake against the durable floor ({client})",
+        f"ratios {', '.join(f'{r:.2f}' for r in above)}; CPU {cpu:,.0f} us vs {parent:,.0f} us",
+        "",
+        f"{median(above):.2f}x",
+    )
 
 
 def _ratio(rate: float, reference: float) -> float:
@@ -434,18 +477,9 @@ def instructions(report: Report) -> None:
     sizes = report.sizes
     warmup = max(50, sizes.counted // 10)
     slow = 600.0  # everything runs some fifty times slower under callgrind
-    with counted.callgrind() as meter:
-        base = Baseline(prefix=meter.prefix)
-        base.start()
-        assert base.process is not None
-        try:
-            load(send_url(base), client=report.client, count=warmup)
-            with meter.counting(base.process.pid):
-                result = load(send_url(base), client=report.client, count=sizes.counted)
-        finally:
-            base.stop()
-        report.check_statuses("instructions, baseline", result)
-        baseline = meter.total() / max(1, result.requests)
+    baseline = _count_baseline(report, warmup)
+    with state_dir() as path:
+        floor = _count_baseline(report, warmup, durable=path / "floor.db")
     with counted.callgrind() as meter, state_dir() as path:
         server = Notifierd(path, prefix=meter.prefix)
         try:
@@ -468,11 +502,34 @@ def instructions(report: Report) -> None:
         "1.00x",
     )
     report.add(
+        "  durable floor: bare aiohttp + a group-committed insert, uvloop",
+        f"{floor:,.0f}",
+        "",
+        f"{_ratio(baseline, floor):.2f}x",
+    )
+    report.add(
         "  notifierd's parent, each message stored, delivered and logged",
         f"{parent:,.0f}",
         "",
         f"{_ratio(baseline, parent):.2f}x",
     )
+
+
+def _count_baseline(report: Report, warmup: int, durable: Path | None = None) -> float:
+    """Instructions per request of the bare baseline's process (or, with `durable`, of the
+    durable floor's, on uvloop)."""
+    with counted.callgrind() as meter:
+        base = Baseline(prefix=meter.prefix, uvloop=durable is not None, durable=durable)
+        base.start()
+        assert base.process is not None
+        try:
+            load(send_url(base), client=report.client, count=warmup)
+            with meter.counting(base.process.pid):
+                result = load(send_url(base), client=report.client, count=report.sizes.counted)
+        finally:
+            base.stop()
+        report.check_statuses(f"instructions, {'durable floor' if durable else 'baseline'}", result)
+        return meter.total() / max(1, result.requests)
 
 
 SCENARIOS: dict[str, Callable[[Report], None]] = {

@@ -138,13 +138,17 @@ class Notifierd:
 
 
 class Baseline:
-    """The bare aiohttp app of `bench.baseline_app`, in a process of its own."""
+    """The bare aiohttp app of `bench.baseline_app`, in a process of its own; with `durable`
+    (a database file) the durable floor, which stores each message before its 204."""
 
-    def __init__(self, uvloop: bool = False, prefix: list[str] | None = None) -> None:
+    def __init__(
+        self, uvloop: bool = False, prefix: list[str] | None = None, durable: Path | None = None
+    ) -> None:
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.uvloop = uvloop
         self.prefix = prefix or []
+        self.durable = durable
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -152,7 +156,8 @@ class Baseline:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [*self.prefix, sys.executable, "-m", "bench.baseline_app", "--port", "0"]
-            + (["--uvloop"] if self.uvloop else []),
+            + (["--uvloop"] if self.uvloop else [])
+            + (["--durable", str(self.durable)] if self.durable else []),
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -169,6 +174,8 @@ class Baseline:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def ping(url: str) -> bool:

@@ -3,12 +3,18 @@ figure is asserted: timings belong to the benchmark, not to the tests."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import re
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 from bench import instructions
-from bench.load import parse_wrk, wrk_installed
+from bench.load import parse_wrk, run_load, wrk_installed
+from bench.servers import Baseline
 from tests.harness import ROOT
 
 
@@ -41,10 +47,31 @@ def test_the_benchmark_runs_on_a_tiny_load_and_prints_its_table() -> None:
         "restart with the backlog",
     ):
         assert row in table, f"{row!r} missing from:\n{table}"
+    assert "durable floor: bare aiohttp + a group-committed insert, uvloop (" in table
+    assert "notifierd's intake against the durable floor (" in table
     if instructions.installed():
         assert "instructions per request (callgrind), 100 requests: bare aiohttp" in table
+        assert re.search(
+            r"durable floor: bare aiohttp \+ a group-committed insert, uvloop +\|", table
+        )
         assert "notifierd's parent, each message stored, delivered and logged" in table
     assert "were not 204" not in table
+
+
+def test_the_durable_floor_stores_every_message_before_its_204(tmp_path: Path) -> None:
+    database = tmp_path / "floor.db"
+    server = Baseline(durable=database)
+    server.start()
+    try:
+        result = asyncio.run(
+            run_load(server.url("/api/send/devnull"), connections=8, count=200, client="raw")
+        )
+    finally:
+        server.stop()
+    assert result.accepted == 200
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        rows = conn.execute("SELECT COUNT(*), MIN(message), MAX(channel) FROM messages").fetchone()
+    assert rows == (200, "bench message привет, world!", "devnull")
 
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8080/api/send/devnull
