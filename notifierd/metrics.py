@@ -52,6 +52,11 @@ class ChannelSeries:
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
 
+    def count_state(self, state: str, number: int = 1) -> None:
+        """Deliveries that reached `state` (states that are no outcome count nowhere)."""
+        if state in self.by_state:
+            self.by_state[state] += number
+
     def observe_latency(self, seconds: float) -> None:
         # The first bound at or above the value: a histogram's "le" bucket.
         self.latency_buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -132,9 +137,7 @@ class Metrics:
         return series
 
     def count_state(self, channel: str, state: str, number: int = 1) -> None:
-        by_state = self.channel(channel).by_state
-        if state in by_state:
-            by_state[state] += number
+        self.channel(channel).count_state(state, number)
 
     def render(self, counts: dict[str, StoreCounts], channels: list[str], paused: bool) -> bytes:
         for channel in channels:

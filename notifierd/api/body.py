@@ -31,6 +31,8 @@ class BodyError(Exception):
 
 
 def parse_query(raw: str) -> dict[str, str]:
+    if not raw:
+        return {}  # the usual case
     return _unique(_decode_pairs(raw, "query"), "query")
 
 
@@ -118,7 +120,10 @@ def _decode_pairs(text: str, where: str) -> list[tuple[str, str]]:
     strict decoder, which tells the two apart. The standard library's decoder alone is
     written in Python and cost five times as much, a tenth of the request's CPU."""
     pairs = query_to_pairs(text)
-    if not any(REPLACEMENT in name or REPLACEMENT in value for name, value in pairs):
+    for name, value in pairs:
+        if REPLACEMENT in name or REPLACEMENT in value:
+            break
+    else:
         return pairs
     try:
         return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")

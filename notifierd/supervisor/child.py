@@ -48,7 +48,7 @@ class ChildSpec:
 
 def child_main(
     spec: ChildSpec,
-    jobs: Queue[list[Delivery] | None],
+    jobs: Queue[list[tuple[Any, ...]] | None],
     results: Connection,
     current: Synchronized[int],
     cooldown: Synchronized[float],
@@ -89,7 +89,7 @@ def _start_worker(spec: ChildSpec) -> Worker:
 class _Links:
     """The process's connections to its parent."""
 
-    jobs: Queue[list[Delivery] | None]
+    jobs: Queue[list[tuple[Any, ...]] | None]
     results: Connection
     current: Synchronized[int]
     cooldown: Synchronized[float]
@@ -107,7 +107,7 @@ def _serve(worker: Worker, links: _Links, parent: int) -> None:
             return
         pending: list[Outcome] = []
         flushed_at = time.monotonic()
-        for delivery in batch:
+        for delivery in received(batch):
             links.current.value = delivery.id
             outcome = _attempt(worker, delivery, links.cooldown)
             links.current.value = 0
@@ -117,6 +117,11 @@ def _serve(worker: Worker, links: _Links, parent: int) -> None:
                 pending, flushed_at = [], time.monotonic()
         if pending:
             links.results.send(("outcomes", pending))
+
+
+def received(batch: list[tuple[Any, ...]]) -> list[Delivery]:
+    """The deliveries of a batch, as the parent sends them: each as the tuple of its fields."""
+    return [Delivery._make(fields) for fields in batch]
 
 
 def _attempt(worker: Worker, delivery: Delivery, cooldown: Synchronized[float]) -> Outcome:

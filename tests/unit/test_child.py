@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from notifierd.errors import TemporaryFailure
 from notifierd.messages import Delivery, Outcome
 from notifierd.states import OutcomeKind
-from notifierd.supervisor.child import run_send
+from notifierd.supervisor.child import received, run_send
 from notifierd.workers.base import Worker
 from notifierd.workers.null import Fault, NullParams, NullWorker
 from notifierd.workers.registry import UnknownWorker, installed_worker_names, load_worker_class
@@ -31,6 +32,19 @@ def null_worker(*faults: dict[str, Any], **params: Any) -> NullWorker:
 def check_identity(result: Outcome, sent: Delivery) -> None:
     assert (result.id, result.lease_token) == (sent.id, sent.lease_token)
     assert result.duration >= 0
+
+
+def test_a_batch_crosses_as_tuples_and_arrives_whole() -> None:
+    # What WorkerProcess.hand puts on the queue, through pickle as the queue's feeder sends it.
+    sent = [
+        delivery("привет", attempt=3, delivery_id=1),
+        Delivery(2, 5, "devnull", "r2", "x", 1, 10.5, 11.5, 9.5),
+    ]
+    wire = pickle.loads(pickle.dumps([tuple(d) for d in sent]))
+    got = received(wire)
+    assert got == sent
+    assert all(type(d) is Delivery for d in got)
+    assert got[0].expires_at == float("inf")
 
 
 def test_delivered() -> None:
