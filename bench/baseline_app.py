@@ -68,6 +68,8 @@ class GroupCommit:
     def _committed(self, commit: asyncio.Future[Any], batch: list[Waiting]) -> None:
         error = commit.exception()
         for _, future in batch:
+            if future.done():
+                continue  # its client went away, and aiohttp cancelled the handler
             if error is None:
                 future.set_result(None)
             else:
