@@ -334,7 +334,6 @@ class ChannelRunner:
             attempt_line.write(logging.INFO, fields)
             return
         kind = OutcomeKind(outcome.kind)
-        fields["outcome"] = kind.value
         if outcome.retry_after is not None:
             # A remote's Retry-After holds back the whole channel, not only this delivery.
             self.cool_down(now + outcome.retry_after)
