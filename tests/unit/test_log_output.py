@@ -37,6 +37,27 @@ def test_render_json_falls_back_for_what_orjson_refuses() -> None:
     assert json.loads(render_json(event)) == {"big": 2**70, "thing": "<Opaque>", "7": "int key"}
 
 
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({7: "int key"}, {"7": "int key"}),  # orjson needs an option for it
+        ({"thing": Opaque()}, {"thing": "<Opaque>"}),  # a type orjson does not know
+        ({"big": -(2**70)}, {"big": -(2**70)}),  # beyond orjson even with its options
+    ],
+)
+def test_render_json_falls_back_for_each_refusal_alone(
+    event: dict[Any, Any], expected: dict[str, Any]
+) -> None:
+    assert json.loads(render_json(event)) == expected
+
+
+def test_timestamp_from_microseconds_matches_the_float_form() -> None:
+    stamp = UtcTimestamp()
+    assert stamp.format_micros(1_795_769_325_469_169) == "2026-11-27T08:48:45.469169Z"
+    assert stamp.format_micros(1_795_769_325_469_169) == stamp.format(1_795_769_325.469169)
+    assert stamp.format_micros(-1_500_000) == "1969-12-31T23:59:58.500000Z"
+
+
 def test_timestamp_is_utc_with_microseconds() -> None:
     stamp = UtcTimestamp()
     assert stamp.format(0.25) == "1970-01-01T00:00:00.250000Z"
