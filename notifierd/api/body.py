@@ -18,6 +18,10 @@ FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
 REPLACEMENT = "\ufffd"  # what yarl's decoder puts for an escape that is not UTF-8
+#: Content-Type values that need no parsing: a form, in UTF-8 or with no charset.
+PLAIN_FORM_TYPES = frozenset(
+    {FORM, f"{FORM}; charset=utf-8", f"{FORM}; charset=UTF-8", f"{FORM};charset=utf-8"}
+)
 
 
 class BodyError(Exception):
@@ -41,16 +45,25 @@ async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > max_size:
         raise _too_large(max_size)
     declared = request.headers.get("Content-Type")
-    charset = request.charset
-    if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
-        raise BodyError(
-            415, "unsupported_charset", f"charset {charset} is not supported; use UTF-8"
-        )
-    if request.content_type == MULTIPART:
-        return await _read_multipart(request, max_size)
-    raw = await _read_raw(request, max_size)
+    # What nearly every client sends needs no look at its parts (aiohttp's properties take
+    # the header apart at each question: a tenth of the intake's own work).
+    plain_form = declared in PLAIN_FORM_TYPES
+    if not plain_form:
+        charset = request.charset
+        if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+            raise BodyError(
+                415, "unsupported_charset", f"charset {charset} is not supported; use UTF-8"
+            )
+        if request.content_type == MULTIPART:
+            return await _read_multipart(request, max_size)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(max_size) from None
     if not raw:
         return {}
+    if plain_form:
+        return _form(raw)
     if declared is None:
         raise BodyError(
             415,
@@ -58,8 +71,7 @@ async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
             f"a body needs a Content-Type: {FORM}, {MULTIPART} or {JSON}",
         )
     if request.content_type == FORM:
-        text = _utf8(raw, "body")
-        return _unique(_decode_pairs(text, "body"), "body")
+        return _form(raw)
     if request.content_type == JSON:
         return _json_object(raw)
     raise BodyError(
@@ -69,11 +81,8 @@ async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
     )
 
 
-async def _read_raw(request: web.Request, max_size: int) -> bytes:
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise _too_large(max_size) from None
+def _form(raw: bytes) -> dict[str, str]:
+    return _unique(_decode_pairs(_utf8(raw, "body"), "body"), "body")
 
 
 async def _read_multipart(request: web.Request, max_size: int) -> dict[str, Any]:

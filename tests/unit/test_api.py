@@ -231,10 +231,36 @@ async def test_channel_pattern_override(client: Client, intake: FakeIntake) -> N
     assert intake.accepted == [("lower", SendRequest("abc", 0))]
 
 
-async def test_charset_utf8_accepted(client: Client, intake: FakeIntake) -> None:
-    status, _ = await post_form(client, "message=%D0%AF", content_type=f"{FORM}; charset=UTF-8")
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        f"{FORM}; charset=UTF-8",
+        f"{FORM}; charset=utf-8",
+        f"{FORM};charset=utf-8",
+        FORM,  # these four are read without parsing the header: the rest are parsed
+        f"{FORM}; charset=utf8",
+        f"{FORM}; charset=UTF_8",
+        f'{FORM}; charset="utf-8"',
+        "Application/X-WWW-Form-Urlencoded",
+        f"{FORM} ; charset=utf-8",
+    ],
+)
+async def test_utf8_forms_accepted_however_spelled(
+    client: Client, intake: FakeIntake, content_type: str
+) -> None:
+    status, _ = await post_form(client, "message=%D0%AF&delay=3", content_type=content_type)
     assert status == 204
-    assert intake.accepted[-1][1].message == "Я"
+    assert intake.accepted[-1][1] == SendRequest("Я", 3)
+
+
+@pytest.mark.parametrize("content_type", [FORM, f"{FORM}; charset=latin-1"])
+async def test_a_form_that_is_not_utf8_is_refused_whatever_the_header(
+    client: Client, intake: FakeIntake, content_type: str
+) -> None:
+    status, answer = await post_form(client, b"message=%D0%AF&x=\xff", content_type=content_type)
+    assert status in (415, 422)
+    assert error_of(answer)["code"] in ("invalid_encoding", "unsupported_charset")
+    assert intake.accepted == []
 
 
 # -- 422 validation -----------------------------------------------------------------------------
