@@ -56,13 +56,20 @@ class GroupCommit:
         if not batch:
             self._busy = False
             return
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._conn.executemany(
-            "INSERT INTO messages (channel, message) VALUES (?, ?)", [row for row, _ in batch]
-        )
-        commit = asyncio.get_running_loop().run_in_executor(
-            self._committer, self._conn.execute, "COMMIT"
-        )
+        loop = asyncio.get_running_loop()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "INSERT INTO messages (channel, message) VALUES (?, ?)", [row for row, _ in batch]
+            )
+        except sqlite3.Error as exc:  # answered with a 500 rather than left waiting
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            failed: asyncio.Future[Any] = loop.create_future()
+            failed.set_exception(exc)
+            self._committed(failed, batch)
+            return
+        commit = loop.run_in_executor(self._committer, self._conn.execute, "COMMIT")
         commit.add_done_callback(lambda done: self._committed(done, batch))
 
     def _committed(self, commit: asyncio.Future[Any], batch: list[Waiting]) -> None:
