@@ -304,13 +304,9 @@ def _floor_rows(
     """The durable floor against the bare baseline (what storing before the 204 costs at the
     least), and notifierd against the floor (what notifierd adds to that)."""
     ratios = [_ratio(f.rate, base.rate) for f, base in zip(floors, bases, strict=True)]
-    figure = _rates([f.rate for f in floors])
-    if len(ratios) > 1:
-        figure += f"; ratios {', '.join(f'{r:.2f}' for r in ratios)}"
-    report.figures[f"floor:{client}"] = median(ratios)
     report.add(
         f"  durable floor: bare aiohttp + a group-committed insert, uvloop ({client})",
-        figure,
+        _rounds([f.rate for f in floors], ratios),
         "",
         f"{median(ratios):.2f}x",
     )
@@ -319,7 +315,7 @@ def _floor_rows(
     above = [_ratio(got.rate, f.rate) for got, f in zip(intakes, floors, strict=True)]
     report.add(
         f"  notifierd's intake against the durable floor ({client})",
-        f"ratios {', '.join(f'{r:.2f}' for r in above)}; CPU {cpu:,.0f} us vs {parent:,.0f} us",
+        f"ratios {_listed(above)}; CPU {cpu:,.0f} us vs {parent:,.0f} us",
         "",
         f"{median(above):.2f}x",
     )
@@ -359,12 +355,18 @@ def _ratio_row(
     """A row of rounds: the rates (median and each), each round's ratio to its reference,
     and the verdict on the median ratio against `target` (its text and its minimum)."""
     rates = [ratio * reference for ratio, reference in zip(ratios, references, strict=True)]
-    figure = _rates(rates)
-    if len(ratios) > 1:
-        figure += f"; ratios {', '.join(f'{r:.2f}' for r in ratios)}"
     ratio = median(ratios)
     text, minimum = target
-    report.add(label, figure, text, verdict(ratio >= minimum, ratio))
+    report.add(label, _rounds(rates, ratios), text, verdict(ratio >= minimum, ratio))
+
+
+def _rounds(rates: list[float], ratios: list[float]) -> str:
+    """The rates of the rounds (median and each) and, with more than one, each one's ratio."""
+    return _rates(rates) + (f"; ratios {_listed(ratios)}" if len(ratios) > 1 else "")
+
+
+def _listed(ratios: list[float]) -> str:
+    return ", ".join(f"{r:.2f}" for r in ratios)
 
 
 def end_to_end(report: Report) -> None:
