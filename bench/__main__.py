@@ -7,7 +7,10 @@ a raw asyncio client):
 - intake      bare aiohttp with the same route (parses the form, answers 204), then
               POST /api/send/devnull, every 204 committed (synchronous=FULL), null worker
               running; 32 connections, with each load generator, in rounds (--repeat), the
-              verdict on the median ratio; with the access log off too
+              verdict on the median ratio; with the first generator also: the access log
+              off, the durable floor (bare aiohttp + a group-committed insert), the channel
+              stopped (the parent does no delivery work), and the most the CPU per request of
+              notifierd and of the generator would allow with every core shared perfectly
 - end-to-end  time from the first POST until 50,000 messages are DELIVERED, processes: 1 and 2;
               accept->delivered latency (the Store's created_at -> updated_at) at 500 msg/s
 - startup     start-up to a 204 on /api/ping with an empty Store

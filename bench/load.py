@@ -42,6 +42,8 @@ class LoadResult:
     started_at: float = 0.0
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
+    #: CPU seconds the load generator's own process spent (set by whoever ran it as a child).
+    generator_cpu_s: float = 0.0
 
     @property
     def rate(self) -> float:

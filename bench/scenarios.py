@@ -11,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
 
@@ -23,6 +23,7 @@ from bench.servers import (
     ROOT,
     Baseline,
     Notifierd,
+    children_cpu_seconds,
     count_jobs,
     cpu_seconds,
     delivered,
@@ -129,7 +130,23 @@ def load(
     connections: int = CONNECTIONS,
 ) -> LoadResult:
     """Run the load generator in a process of its own (it must not share a core's GIL with
-    this one, which polls and reads the Store)."""
+    this one, which polls and reads the Store). The result tells the CPU time it used."""
+    before = children_cpu_seconds()
+    result = _run_generator(
+        url, client, duration=duration, count=count, rate=rate, connections=connections
+    )
+    return replace(result, generator_cpu_s=children_cpu_seconds() - before)
+
+
+def _run_generator(
+    url: str,
+    client: str,
+    *,
+    duration: float | None,
+    count: int | None,
+    rate: float | None,
+    connections: int,
+) -> LoadResult:
     if client == "wrk":
         if duration is None or count is not None or rate is not None:
             raise ValueError("wrk runs for a duration, not for a count or at a rate")
@@ -185,6 +202,8 @@ class Measured:
     rate: float
     parent_cpu_us: float
     workers_cpu_us: float = 0.0
+    #: The load generator's CPU per request: it shares the machine's cores with the server.
+    generator_cpu_us: float = 0.0
 
 
 class CpuMeter:
@@ -216,7 +235,12 @@ def measure_baseline(
         server.stop()
     kind = "durable floor" if durable else "baseline"
     report.check_statuses(f"{kind} ({client}{', uvloop' if uvloop else ''})", result)
-    return Measured(result.rate, cpu)
+    return Measured(result.rate, cpu, generator_cpu_us=_per_request(result))
+
+
+def _per_request(result: LoadResult) -> float:
+    """The generator's CPU per request, in microseconds."""
+    return result.generator_cpu_s * 1e6 / max(1, result.requests)
 
 
 def measure_floor(report: Report, client: str) -> Measured:
@@ -241,7 +265,19 @@ def measure_intake(report: Report, server: Notifierd, name: str, client: str) ->
     extra = 2 * CONNECTIONS if client == "wrk" else 0
     if not accepted <= stored <= accepted + extra:
         report.notes.append(f"{name}: {accepted} 204s but {stored} jobs")
-    return Measured(result.rate, parent_cpu, sum(workers_cpu))
+    return Measured(result.rate, parent_cpu, sum(workers_cpu), _per_request(result))
+
+
+def measure_stopped(report: Report, server: Notifierd, client: str) -> Measured:
+    """Intake with the channel stopped (`notifierctl stop`): it still accepts and stores every
+    message, but the parent claims, hands over and records nothing. No way of moving the
+    delivery's work out of the parent could make intake faster than this."""
+    server.control("stop", CHANNEL)
+    wait_until(lambda: not server.worker_pids(), "the stopped channel's workers to end")
+    measured = measure_intake(report, server, "intake, channel stopped", client)
+    if delivered(server.database):
+        report.notes.append("intake, channel stopped: messages were delivered")
+    return measured
 
 
 def intake(report: Report) -> None:
@@ -253,6 +289,7 @@ def intake(report: Report) -> None:
     primary = report.clients[0]
     quiet_ratios: list[float] = []
     floors: list[Measured] = []
+    stopped: list[Measured] = []
     for client in report.clients:
         bases: list[Measured] = []
         intakes: list[Measured] = []
@@ -265,6 +302,8 @@ def intake(report: Report) -> None:
                     quiet = measure_intake(report, server, "intake, access log off", client)
                 quiet_ratios.append(_ratio(quiet.rate, bases[-1].rate))
                 floors.append(measure_floor(report, client))
+                with state_dir() as path, daemon(path) as (server, _):
+                    stopped.append(measure_stopped(report, server, client))
         rates = [base.rate for base in bases]
         report.figures[f"baseline:{client}"] = median(rates)
         report.add(
@@ -282,6 +321,7 @@ def intake(report: Report) -> None:
             label = f"  intake, access log off ({name})"
             _ratio_row(report, label, rates, quiet_ratios, VS_BASELINE)
             _floor_rows(report, name, bases, intakes, floors)
+            _ceiling_rows(report, name, bases, intakes, stopped)
     if importlib.util.find_spec("uvloop") is not None:
         # notifierd runs on uvloop when it is installed: show what that alone gives aiohttp.
         fast = measure_baseline(report, primary, uvloop=True).rate
@@ -318,6 +358,43 @@ def _floor_rows(
         f"ratios {_listed(above)}; CPU {cpu:,.0f} us vs {parent:,.0f} us",
         "",
         f"{median(above):.2f}x",
+    )
+
+
+def _ceiling_rows(
+    report: Report,
+    client: str,
+    bases: list[Measured],
+    intakes: list[Measured],
+    stopped: list[Measured],
+) -> None:
+    """Two ceilings on the intake ratio, from this run's figures.
+
+    With the channel stopped, the parent does the intake's work only: the most that moving the
+    delivery's work elsewhere could give. And the load generator shares the machine's cores:
+    were notifierd's whole CPU per request (parent and workers, T) spread perfectly over all of
+    them beside the generator's (W), its rate could at most be cores / (T + W), whatever the
+    split between processes; the bare app's is its measured rate (it keeps one core busy)."""
+    ratios = [_ratio(got.rate, base.rate) for got, base in zip(stopped, bases, strict=True)]
+    cpu = median(m.parent_cpu_us for m in stopped)
+    report.add(
+        f"  intake, the channel stopped: the parent does no delivery work ({client})",
+        f"{_rounds([m.rate for m in stopped], ratios)}; CPU {cpu:,.0f} us",
+        "",
+        f"{median(ratios):.2f}x",
+    )
+    cores = os.cpu_count() or 1
+    bounds = [
+        _ratio(cores * 1e6 / (m.parent_cpu_us + m.workers_cpu_us + m.generator_cpu_us), base.rate)
+        for m, base in zip(intakes, bases, strict=True)
+    ]
+    total = median(m.parent_cpu_us + m.workers_cpu_us for m in intakes)
+    generator = median(m.generator_cpu_us for m in intakes)
+    report.add(
+        f"  {cores} cores shared perfectly: the most notifierd's CPU allows ({client})",
+        f"notifierd {total:,.0f} us + the generator {generator:,.0f} us per request",
+        "",
+        f"{median(bounds):.2f}x",
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -113,6 +114,17 @@ class Notifierd:
                         return event
         return None
 
+    def control(self, *args: str) -> None:
+        """Run `notifierctl` against this daemon, e.g. `control("stop", CHANNEL)`."""
+        socket = self.state_dir / "notifierd.sock"
+        subprocess.run(
+            [str(ROOT / "bin" / "notifierctl"), "--socket", str(socket), *args],
+            check=True,
+            capture_output=True,
+            timeout=START_TIMEOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **self.env},
+        )
+
     def workers_ready(self, count: int) -> bool:
         return len(self.worker_pids()) >= count and _count_events(self.log, "worker.ready") >= count
 
@@ -215,6 +227,13 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return b""
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU time of this process's children that have ended (and been waited
+    for) so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def cpu_seconds(pid: int) -> float:

@@ -12,8 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import instructions
 from bench.load import parse_wrk, run_load, wrk_installed
+from bench.scenarios import Measured, Report, Sizes, _ceiling_rows, load
 from bench.servers import Baseline
 from tests.harness import ROOT
 
@@ -49,6 +52,8 @@ def test_the_benchmark_runs_on_a_tiny_load_and_prints_its_table() -> None:
         assert row in table, f"{row!r} missing from:\n{table}"
     assert "durable floor: bare aiohttp + a group-committed insert, uvloop (" in table
     assert "notifierd's intake against the durable floor (" in table
+    assert "intake, the channel stopped: the parent does no delivery work (" in table
+    assert "cores shared perfectly: the most notifierd's CPU allows (" in table
     if instructions.installed():
         assert "instructions per request (callgrind), 100 requests: bare aiohttp" in table
         assert re.search(
@@ -111,3 +116,38 @@ def test_wrk_output_without_failures() -> None:
     )
     result = parse_wrk(clean)
     assert (result.accepted, result.non_204, result.errors) == (48669, 0, 0)
+
+
+def test_the_ceilings_come_from_the_rounds_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    report = Report(Sizes.quick())
+    bases = [Measured(1000.0, 900.0), Measured(2000.0, 450.0)]
+    # Per request: parent + workers + generator = 2,000 us, then 800 us. Two cores give
+    # 1,000 then 2,500 requests per second at the most: 1.0x, then 1.25x of the bare rates.
+    intakes = [
+        Measured(500.0, 1500.0, workers_cpu_us=100.0, generator_cpu_us=400.0),
+        Measured(900.0, 600.0, workers_cpu_us=50.0, generator_cpu_us=150.0),
+    ]
+    stopped = [Measured(700.0, 1200.0), Measured(1200.0, 1000.0)]
+
+    _ceiling_rows(report, "wrk", bases, intakes, stopped)
+
+    ceiling, cores = report.rows
+    assert ceiling.scenario.endswith("the parent does no delivery work (wrk)")
+    assert ceiling.figure.endswith("ratios 0.70, 0.60; CPU 1,100 us")
+    assert ceiling.verdict == "0.65x"
+    assert cores.scenario == "  2 cores shared perfectly: the most notifierd's CPU allows (wrk)"
+    assert cores.figure == "notifierd 1,125 us + the generator 275 us per request"
+    assert cores.verdict == "1.12x"
+
+
+def test_a_load_tells_the_cpu_its_generator_used() -> None:
+    server = Baseline()
+    server.start()
+    try:
+        result = load(server.url("/api/send/devnull"), client="raw", count=300)
+    finally:
+        server.stop()
+    assert result.accepted == 300
+    # A Python process that started, imported asyncio and sent 300 requests used some CPU.
+    assert result.generator_cpu_s > 0.01
