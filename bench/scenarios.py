@@ -377,9 +377,11 @@ def _ceiling_rows(
     split between processes; the bare app's is its measured rate (it keeps one core busy)."""
     ratios = [_ratio(got.rate, base.rate) for got, base in zip(stopped, bases, strict=True)]
     cpu = median(m.parent_cpu_us for m in stopped)
+    base_cpu = median(m.parent_cpu_us for m in bases)
     report.add(
         f"  intake, the channel stopped: the parent does no delivery work ({client})",
-        f"{_rounds([m.rate for m in stopped], ratios)}; CPU {cpu:,.0f} us",
+        f"{_rounds([m.rate for m in stopped], ratios)}; CPU {cpu:,.0f} us"
+        f" (the baseline's {base_cpu:,.0f} us: {_ratio(base_cpu, cpu):.2f}x)",
         "",
         f"{median(ratios):.2f}x",
     )

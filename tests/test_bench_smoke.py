@@ -134,7 +134,7 @@ def test_the_ceilings_come_from_the_rounds_figures(monkeypatch: pytest.MonkeyPat
 
     ceiling, cores = report.rows
     assert ceiling.scenario.endswith("the parent does no delivery work (wrk)")
-    assert ceiling.figure.endswith("ratios 0.70, 0.60; CPU 1,100 us")
+    assert ceiling.figure.endswith("ratios 0.70, 0.60; CPU 1,100 us (the baseline's 675 us: 0.61x)")
     assert ceiling.verdict == "0.65x"
     assert cores.scenario == "  2 cores shared perfectly: the most notifierd's CPU allows (wrk)"
     assert cores.figure == "notifierd 1,125 us + the generator 275 us per request"
