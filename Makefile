@@ -17,7 +17,7 @@ venv: $(BIN)/.installed
 
 ## run: the daemon with the example channel file (etc/channels.yaml), state in ./state
 run: venv
-	$(BIN)/notifierd
+	$(BIN)/notifierd --config etc/channels.yaml --state-dir state
 
 ## test: the whole test suite (unit and real-process tests)
 test: venv

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from notifierd.api.access_log import AccessLogger
 from notifierd.api.app import build_app
-from notifierd.api.auth import PROTECTED
+from notifierd.api.auth import auth_summary, protected_routes
 from notifierd.api.validation import SendRequest
 from notifierd.config import Channel
 from notifierd.control.server import CommandError, ControlServer
@@ -148,6 +148,10 @@ class Daemon:
                 channels=sorted(self._channels),
                 paused=self.paused,
                 recovered_leases=recovered,
+                auth=auth_summary(
+                    self.settings.api_tokens,
+                    protected_routes(self.settings.auth_ping, self.settings.auth_metrics),
+                ),
             )
             await self._stop_requested.wait()
             self._systemd.notify("STOPPING=1", "STATUS=stopping: workers finish what they hold")
@@ -161,17 +165,12 @@ class Daemon:
             await self._control.close()
 
     async def _start_http(self) -> None:
-        protected = set(PROTECTED)
-        if self.settings.auth_ping:
-            protected.add("ping")
-        if self.settings.auth_metrics:
-            protected.add("metrics")
         app = build_app(
             self,
             self.settings.max_body_size,
             self.settings.max_delay,
             tokens=self.settings.api_tokens,
-            protected=frozenset(protected),
+            protected=protected_routes(self.settings.auth_ping, self.settings.auth_metrics),
         )
         self._http = web.AppRunner(
             app,

@@ -1,4 +1,4 @@
-"""Where the parent's log lines go: stderr and, optionally, a size-rotated file.
+"""Where the parent's log lines go: stderr and, optionally, a file (`notifierd.log_file`).
 
 structlog renders each event once per format (console or JSON) and writes the line straight to
 these sinks. The standard library's logging machinery (a LogRecord, a formatter chain) is kept
@@ -15,102 +15,31 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from notifierd.log_file import LogFile
+
 Renderer = Callable[[WrappedLogger, str, EventDict], Any]
-
-
-class RotatingFile:
-    """A log file rotated by size (`path.1` ... `path.N`), reopened on demand (SIGHUP)."""
-
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
-        self._lock = threading.Lock()
-        self._stream: TextIO | None = None
-        self._size = 0
-
-    def write(self, line: str) -> None:
-        self.write_lines(line + "\n")
-
-    def write_lines(self, data: str) -> None:
-        """Whole lines, each ending with a newline: in one write, unless the file must be
-        rotated on the way. A file is rotated before the line that would take it past
-        `max_bytes` (as the standard library's RotatingFileHandler does), so the path always
-        holds the newest lines."""
-        with self._lock:
-            if self._stream is None:
-                self._open()  # the size that counts is that of the file at the path now
-            if not self.max_bytes:
-                self._append(data, len(data.encode("utf-8")))
-                return
-            chunk: list[str] = []
-            chunk_size = 0
-            for line in data.splitlines(keepends=True):
-                size = len(line.encode("utf-8"))
-                if self._size + chunk_size + size > self.max_bytes and self._size + chunk_size:
-                    if chunk:
-                        self._append("".join(chunk), chunk_size)
-                        chunk, chunk_size = [], 0
-                    self._rotate()
-                chunk.append(line)
-                chunk_size += size
-            if chunk:
-                self._append("".join(chunk), chunk_size)
-
-    def _append(self, text: str, size: int) -> None:
-        stream = self._stream or self._open()
-        stream.write(text)
-        stream.flush()
-        self._size += size
-
-    def reopen(self) -> None:
-        """Close the file; the next line opens whatever is at the path now (logrotate moved
-        the old one away)."""
-        with self._lock:
-            self._close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._close()
-
-    def _open(self) -> TextIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._stream = self.path.open("a", encoding="utf-8")
-        self._size = self._stream.tell()
-        return self._stream
-
-    def _close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-    def _rotate(self) -> None:
-        self._close()
-        self._size = 0
-        if self.backups <= 0:
-            self.path.unlink(missing_ok=True)
-            return
-        for index in range(self.backups - 1, 0, -1):
-            source = self.path.with_name(f"{self.path.name}.{index}")
-            if source.exists():
-                source.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
-        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
 
 
 class Output:
     """The last structlog processor of the parent: renders the event for each sink, writes it,
     and ends the chain."""
 
-    def __init__(self, stream: TextIO, console: bool, file: RotatingFile | None) -> None:
+    def __init__(
+        self, stream: TextIO, console: bool, file: LogFile | None, journal: bool = False
+    ) -> None:
         self._stream = stream
         self._file = file
+        if file is not None:
+            file.report = self.report
+        # stderr is the journal: each line starts with its syslog priority (sd-daemon(3)), so
+        # that `journalctl -p err` finds the errors.
+        self._journal = journal
         # Lines written from the event loop's thread wait for the end of the loop's turn and go
         # out in one write per sink: under load one system call carries many lines, when idle a
         # line leaves at once. Other threads write straight through.
@@ -128,11 +57,22 @@ class Output:
 
     def write(self, event: EventDict) -> None:
         line = render_json(event)
-        if self._console is None:
-            self._queue(f"{line}\n", line)
-        else:
+        self._queue(self._stream_text(event, line), line)
+
+    def report(self, event: EventDict) -> None:
+        """A line about the log file itself: to stderr only, at once."""
+        event.setdefault("logger", "notifierd.log_file")
+        event.setdefault("timestamp", _stamp.format(time.time()))
+        self._emit(self._stream_text(event, render_json(event)))
+
+    def _stream_text(self, event: EventDict, line: str) -> str:
+        if self._console is not None:
             # The console renderer takes the event apart: it gets a copy.
-            self._queue(f"{self._console(None, '', dict(event))}\n", line)
+            line = str(self._console(None, "", dict(event)))
+        if self._journal:
+            prefix = _PRIORITIES.get(str(event.get("level")), _DEFAULT_PRIORITY)
+            line = prefix + line.replace("\n", "\n" + prefix)
+        return f"{line}\n"
 
     def flush(self) -> None:
         self._flush_scheduled = False
@@ -295,6 +235,15 @@ class UtcTimestamp:
 
 
 _stamp = UtcTimestamp()
+_PRIORITIES = {
+    "debug": "<7>",
+    "info": "<6>",
+    "warning": "<4>",
+    "error": "<3>",
+    "exception": "<3>",
+    "critical": "<2>",
+}
+_DEFAULT_PRIORITY = "<6>"
 _LEVEL_NAMES = {
     level: logging.getLevelName(level).lower()
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)

@@ -17,15 +17,17 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from notifierd.errors import ConfigError
+from notifierd.log_file import LogFile
 from notifierd.log_output import (
     HotLine,
     Output,
-    RotatingFile,
     StdlibBridge,
     UtcTimestamp,
     named_logger_factory,
     record_event,
 )
+from notifierd.systemd import stderr_is_journal
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -46,7 +48,7 @@ class LogFiles:
     """The parent's log outputs; `reopen` (on SIGHUP) lets an external logrotate move the
     file away: the next line goes to a new file at the configured path."""
 
-    def __init__(self, output: Output, files: list[RotatingFile]) -> None:
+    def __init__(self, output: Output, files: list[LogFile]) -> None:
         self._output = output
         self._files = files
 
@@ -69,11 +71,12 @@ def configure_parent_logging(
     backups: int = 0,
 ) -> LogFiles:
     """structlog, and the libraries' stdlib logging (aiohttp, asyncio), to stderr (console on
-    a terminal or when asked, JSON otherwise) and to the optional rotated file (JSON).
-    `verbose` 1 is debug for notifierd; 2 also lets the libraries' debug output through."""
+    a terminal or when asked, JSON otherwise) and to the optional file (JSON).
+    `verbose` 1 is debug for notifierd; 2 also lets the libraries' debug output through.
+    ConfigError if the file cannot be opened for writing."""
     console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
-    file = RotatingFile(log_file, max_bytes, backups) if log_file is not None else None
-    output = Output(sys.stderr, console, file)
+    file = open_log_file(log_file, max_bytes, backups) if log_file is not None else None
+    output = Output(sys.stderr, console, file, journal=stderr_is_journal())
     number = logging.DEBUG if verbose else level_number(level)
     structlog.configure(
         processors=[
@@ -96,6 +99,18 @@ def configure_parent_logging(
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(library_level)
     return LogFiles(output, [file] if file is not None else [])
+
+
+def open_log_file(path: Path, max_bytes: int, backups: int) -> LogFile:
+    file = LogFile(path, max_bytes, backups)
+    try:
+        file.open()
+    except OSError as exc:
+        raise ConfigError(
+            f"setting log_file (--log-file or NOTIFIERD_LOG_FILE): cannot write {path}: "
+            f"{exc}"
+        ) from None
+    return file
 
 
 def reemit(level: str, event: MutableMapping[str, Any], **context: Any) -> None:

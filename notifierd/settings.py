@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from notifierd.errors import ConfigError
+from notifierd.paths import default_config, default_state_dir, socket_for
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "console", "json"]
@@ -15,17 +20,22 @@ MIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
-    """The daemon's settings. Paths relative to the working directory are allowed."""
+    """The daemon's settings. A relative path is taken from the working directory at start-up
+    and kept absolute; the defaults never depend on it (see `notifierd.paths`)."""
 
     model_config = SettingsConfigDict(env_prefix="NOTIFIERD_", extra="forbid", frozen=True)
 
-    config: Path = Field(Path("etc/channels.yaml"), description="the channel file (YAML)")
+    config: Path = Field(default_factory=default_config, description="the channel file (YAML)")
     host: str = Field("127.0.0.1", description="address the HTTP API listens on")
     port: int = Field(8080, ge=0, le=65535, description="TCP port of the HTTP API")
     socket: Path | None = Field(
-        None, description="control socket for notifierctl (default: STATE_DIR/notifierd.sock)"
+        None,
+        description="control socket for notifierctl (default: STATE_DIR/notifierd.sock; "
+        "/run/notifierd/notifierd.sock for root's /var/lib/notifierd)",
     )
-    state_dir: Path = Field(Path("state"), description="where the database lives")
+    state_dir: Path = Field(
+        default_factory=default_state_dir, description="where the database and the socket live"
+    )
     log_level: LogLevel = Field("info", description="the level of notifierd's own log")
     verbose: int = Field(
         0, ge=0, le=2, description="-v: debug; -vv: debug for the libraries too (aiohttp, ...)"
@@ -33,9 +43,9 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field("auto", description="console on a terminal, else JSON")
     log_file: Path | None = Field(None, description="also write the log to this file")
     log_file_max_bytes: int = Field(
-        10 * 1024 * 1024, ge=0, description="rotate the log file at this size (0: never)"
+        0, ge=0, description="rotate the log file at this size (0: never; leave it to logrotate)"
     )
-    log_file_backups: int = Field(5, ge=0, description="rotated log files to keep")
+    log_file_backups: int = Field(5, ge=0, description="rotated log files to keep (with max bytes)")
     access_log: bool = Field(True, description="log every HTTP request")
     journal_retention: float = Field(
         7 * 86400.0,
@@ -45,6 +55,9 @@ class Settings(BaseSettings):
     api_tokens: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="if set, /api/send and /api/jobs require one of these bearer tokens"
     )
+    api_tokens_file: Path | None = Field(
+        None, description="more API tokens, one per line (kept out of `ps`, unlike the flag)"
+    )
     auth_ping: bool = Field(False, description="require a token for /api/ping too")
     auth_metrics: bool = Field(False, description="require a token for /metrics too")
     max_body_size: int = Field(1024 * 1024, gt=0, description="largest request body, bytes")
@@ -53,6 +66,12 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         10.0, ge=0, description="how long workers may finish what they hold on stop, seconds"
     )
+
+    @field_validator("config", "state_dir", "socket", "log_file", "api_tokens_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Fixed at start-up, so that what the log shows is where the daemon looks."""
+        return None if value is None else value.expanduser().absolute()
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -75,8 +94,59 @@ class Settings(BaseSettings):
 
     @property
     def socket_path(self) -> Path:
-        return self.socket if self.socket is not None else self.state_dir / "notifierd.sock"
+        return self.socket if self.socket is not None else socket_for(self.state_dir)
 
     @property
     def database_path(self) -> Path:
         return self.state_dir / "notifierd.db"
+
+    def with_tokens_file(self) -> Settings:
+        """These settings with the tokens of `api_tokens_file` added to `api_tokens`."""
+        if self.api_tokens_file is None:
+            return self
+        tokens = read_tokens_file(self.api_tokens_file)
+        return self.model_copy(update={"api_tokens": (*self.api_tokens, *tokens)})
+
+
+def read_tokens_file(path: Path) -> tuple[str, ...]:
+    """One token per line; blank lines and lines starting with `#` are skipped. A problem is
+    reported by line number, never with the token in it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"setting api_tokens_file: cannot read {path}: {exc}") from None
+    tokens = []
+    for number, line in enumerate(lines, 1):
+        token = line.strip()
+        if not token or token.startswith("#"):
+            continue
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"setting api_tokens_file: {path}, line {number}: an API token must be at least "
+                f"{MIN_TOKEN_LENGTH} characters"
+            )
+        tokens.append(token)
+    if not tokens:
+        raise ConfigError(f"setting api_tokens_file: {path} holds no token")
+    return tuple(tokens)
+
+
+ENV_PREFIX = "NOTIFIERD_"
+
+
+def unknown_variables(
+    environ: Mapping[str, str], referenced: Collection[str] = ()
+) -> list[tuple[str, str | None]]:
+    """`NOTIFIERD_*` variables that are no setting (a typo is silently ignored otherwise), each
+    with the closest setting's variable, if any is close. Variables in `referenced` (those the
+    channel file reads through `${VAR}`) are meant for it and left out."""
+    known = [name.upper() for name in Settings.model_fields]
+    found = []
+    for name in sorted(environ):
+        # Read case-insensitively, as the settings are; compared without the prefix, which
+        # would make every name look close to every other.
+        suffix = name.upper().removeprefix(ENV_PREFIX)
+        if name.upper().startswith(ENV_PREFIX) and suffix not in known and name not in referenced:
+            closest = difflib.get_close_matches(suffix, known, n=1, cutoff=0.6)
+            found.append((name, ENV_PREFIX + closest[0] if closest else None))
+    return found

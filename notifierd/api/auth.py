@@ -4,12 +4,35 @@ time against every configured token."""
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 #: Route names that need a token when tokens are configured; ping and metrics are optional.
 PROTECTED = frozenset({"send", "jobs"})
+
+
+def protected_routes(auth_ping: bool, auth_metrics: bool) -> frozenset[str]:
+    return PROTECTED | {name for name, on in (("ping", auth_ping), ("metrics", auth_metrics)) if on}
+
+
+def auth_summary(tokens: tuple[str, ...], protected: frozenset[str]) -> str:
+    """For the start-up line: whether the API asks for a token, and on which routes."""
+    if not tokens:
+        return "none: no API token is set, every route is open"
+    return f"bearer token required for {', '.join(sorted(protected))}"
+
+
+def is_loopback(host: str) -> bool:
+    """True if only this machine can reach `host`. A name other than localhost may resolve to
+    anything, so it counts as reachable from elsewhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def token_matches(offered: str, tokens: tuple[str, ...]) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 from notifierd.cli.options import add_setting_flags, settings_from
 from notifierd.control.client import CommandFailed, NotRunning, call
+from notifierd.control.discovery import locate, not_running_message, socket_candidates
 from notifierd.errors import EXIT_NOT_RUNNING, ConfigError
 
 STATUS_COLUMNS = (
@@ -59,14 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        socket_path = settings_from(args).socket_path
+        settings = settings_from(args)
     except ConfigError as exc:
         print(f"notifierctl: {exc}", file=sys.stderr)
         return 2
+    candidates = socket_candidates(settings)
     try:
-        return run(args, socket_path)
+        return run(args, locate(candidates))
     except NotRunning as exc:
-        print(str(exc), file=sys.stderr)
+        print(not_running_message(exc, candidates), file=sys.stderr)
         return EXIT_NOT_RUNNING
     except CommandFailed as exc:
         print(f"notifierctl: {args.command}: {exc}", file=sys.stderr)

@@ -11,9 +11,10 @@ from typing import Any
 import structlog
 
 from notifierd import __version__
+from notifierd.cli.checks import warn_about_settings
 from notifierd.cli.options import add_setting_flags, settings_from
 from notifierd.config import load_channels
-from notifierd.control.server import CommandError
+from notifierd.control.server import SocketUnavailable
 from notifierd.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, StoreError
 from notifierd.logs import configure_parent_logging
 
@@ -49,25 +50,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         channels = load_channels(settings.config, settings.default_ttl)
+        if args.command == "check-config":
+            print(f"{settings.config}: {len(channels)} channel(s) OK: {', '.join(channels)}")
+            return 0
+        settings = settings.with_tokens_file()
+        log_files = configure_parent_logging(
+            settings.log_level,
+            settings.log_format,
+            settings.log_file,
+            verbose=settings.verbose,
+            max_bytes=settings.log_file_max_bytes,
+            backups=settings.log_file_backups,
+        )
     except ConfigError as exc:
         print(f"notifierd: configuration error:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.command == "check-config":
-        print(f"{settings.config}: {len(channels)} channel(s) OK: {', '.join(channels)}")
-        return 0
-    log_files = configure_parent_logging(
-        settings.log_level,
-        settings.log_format,
-        settings.log_file,
-        verbose=settings.verbose,
-        max_bytes=settings.log_file_max_bytes,
-        backups=settings.log_file_backups,
-    )
+    warn_about_settings(settings)
     from notifierd.daemon import Daemon  # noqa: PLC0415 - keep check-config light
 
     try:
         return run_loop(Daemon(settings, channels, log_files).run())
-    except (StoreError, CommandError, OSError) as exc:
+    except SocketUnavailable as exc:
+        structlog.get_logger("notifierd").critical("notifierd.socket_unavailable", error=str(exc))
+        return EXIT_CONFIG
+    except (StoreError, OSError) as exc:
         structlog.get_logger("notifierd").critical("notifierd.failed", error=str(exc))
         return EXIT_FAILURE
     finally:

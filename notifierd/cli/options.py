@@ -25,7 +25,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] = 
         if names and name not in names:
             continue
         env = f"NOTIFIERD_{name.upper()}"
-        default = "none" if field.default in (None, ()) else field.default
+        value = field.get_default(call_default_factory=True)
+        default = "none" if value in (None, ()) else value
         described = f"{field.description or name.replace('_', ' ')} (env {env}; default: {default})"
         # SUPPRESS: a flag not given sets nothing, so it neither hides the environment nor a
         # flag given before the subcommand.

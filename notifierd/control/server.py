@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,15 +13,21 @@ from typing import Any
 import structlog
 
 from notifierd.control.protocol import MAX_LINE, ProtocolError, decode, encode, error, ok
+from notifierd.errors import NotifierdError
 
 log = structlog.get_logger("notifierd.control")
 
 SOCKET_MODE = 0o660
+PROBE_SECONDS = 5.0
 Command = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class CommandError(Exception):
     """A command that cannot be carried out; the message goes to the client as is."""
+
+
+class SocketUnavailable(NotifierdError):
+    """The socket's path is taken: a live daemon answers there, or it is no socket."""
 
 
 class ControlServer:
@@ -51,22 +58,28 @@ class ControlServer:
 
     def _remove_stale_socket(self) -> None:
         """A socket file left by a killed daemon is removed; a live daemon's is not, and
-        neither is anything that is not a socket (a mistyped --socket must not delete files)."""
+        neither is anything that is not a socket (a mistyped --socket must not delete files).
+        Only a refused connection proves nobody listens: a busy daemon's full backlog or a
+        permission problem must not cost it its socket."""
         if not self.path.exists():
             return
         if not stat.S_ISSOCK(self.path.lstat().st_mode):
-            raise CommandError(f"{self.path} exists and is not a socket")
-        import socket  # noqa: PLC0415 - only needed here
-
+            raise SocketUnavailable(f"{self.path} exists and is not a socket")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(PROBE_SECONDS)
         try:
             probe.connect(str(self.path))
-        except OSError:
+        except ConnectionRefusedError:
             self.path.unlink()
-        else:
-            raise CommandError(f"another notifierd is running on {self.path}")
+            return
+        except OSError as exc:
+            raise SocketUnavailable(f"cannot tell whether {self.path} is in use: {exc}") from None
         finally:
             probe.close()
+        raise SocketUnavailable(
+            f"another notifierd is running on {self.path}; give this one a --socket or "
+            "--state-dir of its own"
+        )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

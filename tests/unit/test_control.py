@@ -17,7 +17,7 @@ import pytest
 
 from notifierd.cli.ctl import main as ctl_main
 from notifierd.control.client import CommandFailed, NotRunning, call
-from notifierd.control.server import Command, CommandError, ControlServer
+from notifierd.control.server import Command, CommandError, ControlServer, SocketUnavailable
 from notifierd.settings import Settings
 
 
@@ -245,7 +245,7 @@ async def test_refuses_to_start_over_a_live_server(
     server: ControlServer, socket_path: Path, commands: Commands
 ) -> None:
     second = ControlServer(socket_path, commands.table())
-    with pytest.raises(CommandError, match="another notifierd"):
+    with pytest.raises(SocketUnavailable, match="another notifierd"):
         await second.start()
     # The live server's socket is untouched and still answers.
     assert await call_in_thread(socket_path, "echo") == {"you said": {}}
@@ -280,7 +280,10 @@ def test_ctl_without_daemon(
     assert ctl_main(["--socket", str(socket_path), "status"]) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == f"notifierd is not running (no socket at {socket_path})\n"
+    assert err.splitlines()[:2] == [
+        "notifierd is not running, or not where notifierctl looked: no socket at",
+        f"  {socket_path} (--socket or NOTIFIERD_SOCKET)",
+    ]
 
 
 def test_ctl_socket_from_env(
@@ -288,7 +291,7 @@ def test_ctl_socket_from_env(
 ) -> None:
     clean_env.setenv("NOTIFIERD_SOCKET", str(socket_path))
     assert ctl_main(["pause"]) == 1
-    assert capsys.readouterr().err == f"notifierd is not running (no socket at {socket_path})\n"
+    assert f"  {socket_path} (--socket or NOTIFIERD_SOCKET)\n" in capsys.readouterr().err
 
 
 def test_ctl_socket_under_state_dir(
@@ -296,7 +299,29 @@ def test_ctl_socket_under_state_dir(
 ) -> None:
     assert ctl_main(["--state-dir", str(socket_dir), "resume"]) == 1
     expected = socket_dir / "notifierd.sock"
-    assert capsys.readouterr().err == f"notifierd is not running (no socket at {expected})\n"
+    assert f"  {expected} (inside --state-dir or NOTIFIERD_STATE_DIR)\n" in capsys.readouterr().err
+
+
+def test_ctl_says_every_place_it_looked(
+    clean_env: pytest.MonkeyPatch,
+    socket_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No setting names the socket: the user's default and the system service's, absolute,
+    and how to point notifierctl elsewhere; a mistyped variable is named."""
+    clean_env.setenv("XDG_STATE_HOME", str(socket_dir))
+    clean_env.setenv("NOTIFIERD_SOCKT", "/somewhere")
+    clean_env.setattr("notifierd.paths.is_root", lambda: False)
+    clean_env.chdir("/")
+    assert ctl_main(["status"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[1:3] == [
+        f"  {socket_dir}/notifierd/notifierd.sock (the default for this user)",
+        "  /run/notifierd/notifierd.sock (the system service's)",
+    ]
+    assert "--socket PATH or NOTIFIERD_SOCKET=PATH" in err[3]
+    assert "--state-dir DIR or NOTIFIERD_STATE_DIR=DIR" in err[3]
+    assert err[4] == "NOTIFIERD_SOCKT is set but is no setting: did you mean NOTIFIERD_SOCKET?"
 
 
 async def test_ctl_status(
@@ -361,7 +386,7 @@ async def test_does_not_delete_a_regular_file(socket_dir: Path, commands: Comman
     precious.write_text("precious data")
     control = ControlServer(precious, commands.table())
     try:
-        with pytest.raises(CommandError):
+        with pytest.raises(SocketUnavailable):
             await control.start()
     finally:
         if control._server is not None:

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from notifierd.log_output import HotLine, Output, RotatingFile, UtcTimestamp, render_json
+from notifierd.log_file import LogFile
+from notifierd.log_output import HotLine, Output, UtcTimestamp, render_json
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -112,14 +113,14 @@ class CountingStream(io.StringIO):
 
 
 @pytest.fixture
-def log_file(tmp_path: Path) -> Iterator[RotatingFile]:
-    file = RotatingFile(tmp_path / "n.log", max_bytes=0, backups=0)
+def log_file(tmp_path: Path) -> Iterator[LogFile]:
+    file = LogFile(tmp_path / "n.log", max_bytes=0, backups=0)
     yield file
     file.close()
 
 
 def test_lines_of_one_loop_turn_leave_in_one_write_per_sink(
-    tmp_path: Path, log_file: RotatingFile
+    tmp_path: Path, log_file: LogFile
 ) -> None:
     stream = CountingStream()
     output = Output(stream, console=False, file=log_file)
@@ -139,7 +140,7 @@ def test_lines_of_one_loop_turn_leave_in_one_write_per_sink(
     assert [json.loads(line)["n"] for line in written] == list(range(5))
 
 
-def test_lines_outside_a_loop_leave_at_once(tmp_path: Path, log_file: RotatingFile) -> None:
+def test_lines_outside_a_loop_leave_at_once(tmp_path: Path, log_file: LogFile) -> None:
     stream = CountingStream()
     output = Output(stream, console=False, file=log_file)
     output.write({"event": "from a thread"})
@@ -147,7 +148,7 @@ def test_lines_outside_a_loop_leave_at_once(tmp_path: Path, log_file: RotatingFi
     assert "from a thread" in (tmp_path / "n.log").read_text(encoding="utf-8")
 
 
-def test_a_batch_still_rotates_the_file(tmp_path: Path, log_file: RotatingFile) -> None:
+def test_a_batch_still_rotates_the_file(tmp_path: Path, log_file: LogFile) -> None:
     log_file.max_bytes, log_file.backups = 100, 2
     output = Output(CountingStream(), console=False, file=log_file)
 
@@ -165,7 +166,7 @@ def test_a_batch_still_rotates_the_file(tmp_path: Path, log_file: RotatingFile) 
 
 def test_rotation_happens_before_the_line_that_would_pass_the_limit(tmp_path: Path) -> None:
     path = tmp_path / "n.log"
-    log_file = RotatingFile(path, max_bytes=25, backups=3)
+    log_file = LogFile(path, max_bytes=25, backups=3)
     try:
         log_file.write_lines("a" * 9 + "\n" + "b" * 9 + "\n" + "c" * 9 + "\n")
         log_file.write("d" * 9)
@@ -181,7 +182,7 @@ def test_rotation_happens_before_the_line_that_would_pass_the_limit(tmp_path: Pa
 
 def test_the_size_counts_what_is_at_the_path_after_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "n.log"
-    log_file = RotatingFile(path, max_bytes=25, backups=1)
+    log_file = LogFile(path, max_bytes=25, backups=1)
     try:
         log_file.write("a" * 20)
         log_file.reopen()
