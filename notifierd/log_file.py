@@ -1,9 +1,11 @@
 """The parent's log file (`--log-file`), made to live beside logrotate and to fail quietly.
 
 - Before each write the path is checked (as the standard library's WatchedFileHandler does):
-  a file moved away (logrotate's `create`) or removed is left, and the next line opens the file
-  at the path; a file truncated under it (`copytruncate`) is written on from its new end, the
-  file being opened for appending. SIGHUP (`reopen`) does the same at once.
+  when another file is at the path (logrotate's `create` moved ours away and made a new one),
+  the lines go to that one; while nothing is there, a file that was moved keeps the lines
+  (logrotate creates the new file next, or sends SIGHUP) and a file that was removed is left. A
+  file truncated under it (`copytruncate`) is written on from its new end, being open for
+  appending. SIGHUP (`reopen`) leaves the file at once.
 - A write that fails (disk full, directory gone, permissions) loses its lines, never the
   daemon: one line says so on stderr at most once a minute, every write tries the file again,
   and a line says when it is written again and how many lines were lost.
@@ -49,9 +51,11 @@ class LogFile:
         self._last_report: float | None = None
 
     def open(self) -> None:
-        """Open (and create) the file now: the start-up check. Raises OSError."""
+        """Open (and create) the file and its directory now: the start-up check. Raises
+        OSError. Later opens create no directory: one removed at run time is an error."""
         with self._lock:
             if self._stream is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._open()
 
     def write(self, line: str) -> None:
@@ -87,7 +91,9 @@ class LogFile:
         try:
             found = self.path.stat()
         except FileNotFoundError:
-            self._close(quietly=True)
+            # Not created here: logrotate's `create` would find the path taken.
+            if os.fstat(self._stream.fileno()).st_nlink == 0:
+                self._close(quietly=True)  # removed: the next open says why it cannot be
             return
         if (found.st_dev, found.st_ino) != self._identity:
             self._close(quietly=True)
@@ -95,7 +101,6 @@ class LogFile:
             self._size = found.st_size  # truncated: appending goes on from the new end
 
     def _open(self) -> TextIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         stream = self.path.open("a", encoding="utf-8")
         opened = os.fstat(stream.fileno())
         self._stream = stream

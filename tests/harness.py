@@ -57,6 +57,8 @@ class Daemon:
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
         command: list[str] | None = None,
+        path_flags: tuple[str, ...] = ("config", "state_dir", "socket"),
+        cwd: Path | None = None,
     ) -> None:
         self.config = config
         self.state_dir = state_dir
@@ -67,6 +69,9 @@ class Daemon:
         # What runs the daemon: bin/notifierd, or e.g. [python, "-m", "notifierd"] of another
         # virtual environment (a plugin installed there).
         self.command = command or [str(BIN / "notifierd")]
+        # The path settings given as flags; the others are left to the defaults (or the env).
+        self.path_flags = path_flags
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -74,14 +79,10 @@ class Daemon:
 
     def start(self, wait: bool = True) -> Daemon:
         env = {**os.environ, **self.env}
+        paths = {"config": self.config, "state_dir": self.state_dir, "socket": self.socket}
         args = [
             *self.command,
-            "--config",
-            str(self.config),
-            "--state-dir",
-            str(self.state_dir),
-            "--socket",
-            str(self.socket),
+            *(f"--{name.replace('_', '-')}={paths[name]}" for name in self.path_flags),
             "--port",
             "0",
             "--log-format",
@@ -95,7 +96,12 @@ class Daemon:
         self._log_offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.cwd,
+                start_new_session=True,
             )
         if wait:
             started = wait_for(self._started_event, timeout=20, what="notifierd.started")

@@ -194,3 +194,26 @@ def test_the_size_counts_what_is_at_the_path_after_a_reopen(tmp_path: Path) -> N
         log_file.close()
     assert Path(f"{path}.1").read_text() == "b" * 20 + "\n"
     assert path.read_text() == "c" * 20 + "\n"
+
+
+def test_journal_lines_start_with_their_priority() -> None:
+    stream = io.StringIO()
+    output = Output(stream, console=False, file=None, journal=True)
+    for level in ("debug", "info", "warning", "error", "critical"):
+        output.write({"event": "e", "level": level})
+    prefixes = [line[:3] for line in stream.getvalue().splitlines()]
+    assert prefixes == ["<7>", "<6>", "<4>", "<3>", "<2>"]
+    assert json.loads(stream.getvalue().splitlines()[3][3:])["level"] == "error"
+
+
+def test_console_journal_lines_prefix_every_line() -> None:
+    stream = io.StringIO()
+    output = Output(stream, console=True, file=None, journal=True)
+    output.write({"event": "boom", "level": "error", "exception": "Traceback\n  line"})
+    assert all(line.startswith("<3>") for line in stream.getvalue().splitlines())
+
+
+def test_no_prefix_when_stderr_is_not_the_journal() -> None:
+    stream = io.StringIO()
+    Output(stream, console=False, file=None).write({"event": "e", "level": "error"})
+    assert stream.getvalue().startswith("{")
