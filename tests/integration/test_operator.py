@@ -204,7 +204,9 @@ def test_a_log_file_failing_at_run_time_is_reported_once_and_recovers(
 
 def readme_logrotate_stanza() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"\n( *)```\n(\1/var/log/notifierd/notifierd\.log \{\n.*?\n\1\})\n", text, re.S)
+    match = re.search(
+        r"\n( *)```\n(\1/var/log/notifierd/notifierd\.log \{\n.*?\n\1\})\n", text, re.S
+    )
     assert match, "README has no logrotate stanza"
     return textwrap.dedent(match.group(2))
 
@@ -242,6 +244,7 @@ def needs_logrotate() -> None:
 
 MESSAGES = 300
 ROTATIONS = 5
+BUILT_IN_LIMIT = 80_000  # bytes: a batch's lines take about 30,000
 
 
 @pytest.mark.usefixtures("needs_logrotate")
@@ -285,10 +288,14 @@ def test_logrotate_create_and_sighup_loses_no_line(make: DaemonMaker, tmp_path: 
 @pytest.mark.usefixtures("needs_logrotate")
 def test_logrotate_copytruncate_loses_no_line(make: DaemonMaker, tmp_path: Path) -> None:
     """copytruncate loses what is written between its copy and its truncation (logrotate's
-    manual says so): the rotations happen between batches, the file then written on."""
+    manual says so): the rotations happen between batches. The built-in rotation is on, at a
+    size no file reaches between two rotations but all of them together pass: it must see the
+    file truncated, not count on and rotate over logrotate's files."""
     log_dir = tmp_path / "log"
     log_file = log_dir / "notifierd.log"
-    daemon = make(extra_args=["--log-file", str(log_file)]).start()
+    daemon = make(
+        extra_args=["--log-file", str(log_file), "--log-file-max-bytes", str(BUILT_IN_LIMIT)]
+    ).start()
     stanza = readme_logrotate_stanza()
     stanza = re.sub(r"\n\s*postrotate\n.*?endscript", "", stanza, flags=re.S)
     stanza = stanza.replace("create 0640", "copytruncate")
@@ -303,6 +310,7 @@ def test_logrotate_copytruncate_loses_no_line(make: DaemonMaker, tmp_path: Path)
         wait_for(lambda: len(delivered_ids(log_dir)) >= total, what="the lines")  # noqa: B023
         if rotation < ROTATIONS:
             logrotate(config)
+        assert log_file.stat().st_size < BUILT_IN_LIMIT
     ids = delivered_ids(log_dir)
     assert sorted(ids) == sorted(set(ids)) and len(ids) == MESSAGES
     assert len(list(log_dir.glob("notifierd.log*"))) == ROTATIONS + 1
