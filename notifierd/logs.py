@@ -107,8 +107,7 @@ def open_log_file(path: Path, max_bytes: int, backups: int) -> LogFile:
         file.open()
     except OSError as exc:
         raise ConfigError(
-            f"setting log_file (--log-file or NOTIFIERD_LOG_FILE): cannot write {path}: "
-            f"{exc}"
+            f"setting log_file (--log-file or NOTIFIERD_LOG_FILE): cannot write {path}: {exc}"
         ) from None
     return file
 
