@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from notifierd import paths
 from notifierd.control.client import NotRunning
 from notifierd.paths import SYSTEM_SOCKET
 from notifierd.settings import Settings, unknown_variables
@@ -25,7 +26,8 @@ def socket_candidates(settings: Settings) -> list[Candidate]:
         return [Candidate(settings.socket, "--socket or NOTIFIERD_SOCKET")]
     if "state_dir" in settings.model_fields_set:
         return [Candidate(settings.socket_path, "inside --state-dir or NOTIFIERD_STATE_DIR")]
-    candidates = [Candidate(settings.socket_path, "the default for this user")]
+    whose = "root" if paths.is_root() else "this user"
+    candidates = [Candidate(settings.socket_path, f"the default for {whose}")]
     if settings.socket_path != SYSTEM_SOCKET:
         candidates.append(Candidate(SYSTEM_SOCKET, "the system service's"))
     return candidates
