@@ -34,12 +34,12 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, NamedTuple
 from urllib.parse import quote
 
 import requests
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from notifierd import __version__
 from notifierd.errors import (
@@ -50,11 +50,24 @@ from notifierd.errors import (
 )
 from notifierd.messages import Delivery
 from notifierd.workers.base import Worker, build_pattern
+from notifierd.workers.telegram_markup import (
+    TEXT_LIMIT,
+    Format,
+    MarkupError,
+    parse,
+    render,
+    split,
+    split_spans,
+    utf16_len,
+)
 
 log = structlog.get_logger("notifierd.worker.telegram")
 
-#: Telegram's limit on the text of one message.
-TEXT_LIMIT = 4096
+#: The Bot API's cap on the text of one request as sent, markup included (provider-protocols
+#: §1: 32 KiB); the limit that matters is TEXT_LIMIT, on the text after parsing.
+RAW_TEXT_LIMIT = 32 * 1024
+#: The `parse_mode` Telegram is sent for each `format`.
+PARSE_MODES: dict[Format, str] = {"html": "HTML", "markdownv2": "MarkdownV2"}
 #: How many times one part may be re-targeted by `migrate_to_chat_id` before giving up; one is
 #: what happens in practice, more means the server is confused.
 MAX_MIGRATIONS = 3
@@ -73,6 +86,7 @@ _USERNAME = re.compile(r"@[A-Za-z0-9_]+")
 _INTEGER = re.compile(r"-?[0-9]+")
 
 ChatId = int | str
+_PARSE_MODE_FORMATS: dict[str, Format] = {"html": "html", "markdownv2": "markdownv2"}
 
 
 def redact(text: str, secret: str) -> str:
@@ -84,42 +98,9 @@ def redact(text: str, secret: str) -> str:
     return text
 
 
-def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units. Sources disagree whether Telegram's 4096 counts code points
-    or UTF-16 units; a part within 4096 UTF-16 units is within the limit either way."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _prefix_within(text: str, limit: int) -> int:
-    """The length of the longest prefix of `text` of at most `limit` UTF-16 units."""
-    end = min(len(text), limit)
-    while (excess := utf16_len(text[:end]) - limit) > 0:
-        end -= (excess + 1) // 2  # a code point is one or two units: never steps back too far
-    return end
-
-
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """`text` cut into parts of at most `limit` UTF-16 units, in order: at the last newline
-    within the limit, else the last space, else hard. The newline or space at a cut is dropped
-    (Telegram trims it anyway), and so are parts that are only whitespace (Telegram refuses an
-    empty text)."""
-    parts: list[str] = []
-    rest = text
-    while utf16_len(rest) > limit:
-        end = _prefix_within(rest, limit)
-        # The separator itself is dropped, so it may sit just past the limit.
-        head = rest[: end + 1]
-        cut = head.rfind("\n")
-        if cut <= 0:
-            cut = head.rfind(" ")
-        if cut > 0:
-            parts.append(rest[:cut])
-            rest = rest[cut + 1 :]
-        else:
-            parts.append(rest[:end])
-            rest = rest[end:]
-    parts.append(rest)
-    return [part for part in parts if part.strip()]
+    """Plain `text` cut into parts of at most `limit` UTF-16 units (see `split_spans`)."""
+    return [text[start:end] for start, end in split_spans(text, limit)]
 
 
 def _parse_chat_id(value: object, where: str) -> ChatId:
@@ -148,7 +129,10 @@ class TelegramParams(BaseModel):
     #: One chat or a list; each gets its own delivery (DESIGN §2). Stored as a tuple.
     chat_id: tuple[ChatId, ...]
     message_thread_id: int | None = Field(default=None, gt=0)
-    parse_mode: Literal["HTML", "MarkdownV2", "Markdown"] | None = None
+    #: How the text is meant: `text` (every character literal, sent without parse_mode),
+    #: `html` or `markdownv2` (Telegram's formatting, checked at intake by Telegram's rules).
+    #: The older `parse_mode: HTML | MarkdownV2` is read as `format` (see `_parse_mode`).
+    format: Format = "text"
     disable_notification: bool = False
     protect_content: bool = False
     link_preview: bool = True
@@ -167,6 +151,37 @@ class TelegramParams(BaseModel):
     chat_interval: float = Field(default=1.0, ge=0)
     #: Seconds between messages to one group, supergroup or channel (Telegram: 20 per minute).
     group_chat_interval: float = Field(default=3.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_mode(cls, data: Any) -> Any:
+        """`parse_mode`, the deprecated name of `format`, mapped to it. Legacy `Markdown` has
+        no `format`: Telegram keeps it only for backward compatibility."""
+        if not isinstance(data, dict) or "parse_mode" not in data:
+            return data
+        data = dict(data)
+        mode = data.pop("parse_mode")
+        if mode is None:
+            return data
+        meant = _PARSE_MODE_FORMATS.get(str(mode).strip().lower())
+        if meant is None:
+            raise ValueError(
+                f"parse_mode {mode!r} is not supported; parse_mode is deprecated: set "
+                "format: html or format: markdownv2 (legacy Markdown is not supported), or "
+                "format: text for text without formatting"
+            )
+        if data.get("format", meant) != meant:
+            raise ValueError(
+                f"parse_mode {mode!r} (deprecated) and format {data['format']!r} disagree; "
+                "keep only format"
+            )
+        data["format"] = meant
+        return data
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("chat_id", mode="before")
     @classmethod
@@ -232,19 +247,36 @@ class TelegramWorker(Worker):
 
     @classmethod
     def message_pattern(cls, params: BaseModel) -> str:
-        """With `split_long`, text up to `max_parts` messages long; else one message's worth."""
+        """With `split_long`, text up to `max_parts` messages long; else one message's worth.
+        Formatted text is measured after parsing (`check_message`); its pattern only bounds the
+        markup as sent."""
         assert isinstance(params, TelegramParams)
+        parts = params.max_parts if params.split_long else 1
+        if params.format != "text":
+            return build_pattern(cls.allowed_characters, RAW_TEXT_LIMIT * parts)
         if params.split_long:
-            return build_pattern(cls.allowed_characters, TEXT_LIMIT * params.max_parts)
+            return build_pattern(cls.allowed_characters, TEXT_LIMIT * parts)
         return cls.default_pattern()
 
     @classmethod
     def check_message(cls, params: BaseModel, message: str) -> str | None:
         assert isinstance(params, TelegramParams)
-        if params.split_long and len(parts := split_text(message)) > params.max_parts:
+        if params.format == "text":
+            return _check_parts(params, split_text(message)) if params.split_long else None
+        try:
+            parsed = parse(message, params.format)
+        except MarkupError as exc:
+            return _markup_refusal(params.format, exc)
+        if not parsed.text.strip():
+            return f"the message has no text once its {params.format} markup is removed"
+        if params.split_long:
+            return _check_parts(params, [part.text for part in split(parsed)])
+        length = utf16_len(parsed.text)
+        if length > TEXT_LIMIT:
             return (
-                f"the message would be split into {len(parts)} Telegram messages; "
-                f"this channel allows at most {params.max_parts} (max_parts)"
+                f"the message is {length} characters long once its {params.format} markup is "
+                f"removed (counted as Telegram counts, in UTF-16 units); Telegram accepts "
+                f"{TEXT_LIMIT} (set split_long: true to send it as several messages)"
             )
         return None
 
@@ -285,8 +317,7 @@ class TelegramWorker(Worker):
 
     def send(self, delivery: Delivery) -> None:
         chat = self._migrated.get(delivery.recipient) or _recipient_chat(delivery.recipient)
-        text = delivery.message
-        parts = split_text(text) if self._params.split_long else [text]
+        parts = self._parts(delivery)
         # Parts an earlier attempt in this process already delivered are not sent again.
         first = self._progress.pop(delivery.id, 0)
         interval = self.recipient_interval(self._params, delivery.recipient)
@@ -300,7 +331,7 @@ class TelegramWorker(Worker):
                 chat_id=chat,
                 part=index + 1,
                 parts=len(parts),
-                length=len(parts[index]),
+                length=len(parts[index].plain),
             )
             try:
                 chat, message_id = self._send_part(delivery, chat, parts[index])
@@ -322,6 +353,32 @@ class TelegramWorker(Worker):
             message_ids=message_ids,
         )
 
+    def _parts(self, delivery: Delivery) -> list[_Part]:
+        """The messages a delivery becomes: one, or with `split_long` as many as its length
+        needs, each with the parse_mode to send it in and its plain text (for the fallback)."""
+        message, fmt, split_long = delivery.message, self._params.format, self._params.split_long
+        if fmt != "text":
+            try:
+                parsed = parse(message, fmt)
+            except MarkupError as exc:
+                # Intake refuses such text, so only a message queued before the channel's
+                # format changed gets here: send it as it is, every character literal.
+                log.warning(
+                    "telegram.markup_invalid",
+                    channel=self.channel,
+                    delivery_id=delivery.id,
+                    error=f"can't parse entities: {exc}",
+                    hint="sent as plain text without parse_mode",
+                )
+            else:
+                pieces = split(parsed) if split_long else [parsed]
+                mode = PARSE_MODES[fmt]
+                if len(pieces) <= 1:  # sent as the client wrote it
+                    return [_Part(message, mode, parsed.text)]
+                return [_Part(render(piece, fmt), mode, piece.text) for piece in pieces]
+        texts = split_text(message) if split_long else [message]
+        return [_Part(text, None, text) for text in texts]
+
     def _keep_pace(self, recipient: str, interval: float) -> None:
         """Wait until `interval` has passed since this process's last message to the chat.
 
@@ -340,11 +397,32 @@ class TelegramWorker(Worker):
         while len(self._progress) > PROGRESS_MEMORY:
             self._progress.popitem(last=False)
 
-    def _send_part(self, delivery: Delivery, chat: ChatId, text: str) -> tuple[ChatId, object]:
-        """Send one message; return the chat it went to (it may have moved) and its id."""
+    def _send_part(self, delivery: Delivery, chat: ChatId, part: _Part) -> tuple[ChatId, object]:
+        """Send one message; return the chat it went to (it may have moved) and its id.
+        Should Telegram refuse its markup after all, it goes once more as plain text: a
+        message is never lost for its formatting alone."""
+        if part.parse_mode is None:
+            return self._send_text(delivery, chat, part.plain, None)
+        try:
+            return self._send_text(delivery, chat, part.text, part.parse_mode)
+        except _MarkupRefusedError as refused:
+            log.warning(
+                "telegram.markup_refused",
+                channel=self.channel,
+                delivery_id=delivery.id,
+                chat_id=chat,
+                error=refused.message,
+                hint="sent once more as plain text, without its formatting",
+            )
+        return self._send_text(delivery, chat, part.plain, None)
+
+    def _send_text(
+        self, delivery: Delivery, chat: ChatId, text: str, parse_mode: str | None
+    ) -> tuple[ChatId, object]:
+        """Send one message, following the chat if it moved; return the chat and the id."""
         for _ in range(MAX_MIGRATIONS + 1):
             try:
-                result = self._classify(self._post(self._payload(chat, text)), chat)
+                result = self._classify(self._post(self._payload(chat, text, parse_mode)), chat)
             except _ChatMigratedError as moved:
                 new_chat = moved.new_chat
             else:
@@ -364,13 +442,13 @@ class TelegramWorker(Worker):
             chat = new_chat
         raise PermanentFailure(f"Telegram chat {delivery.recipient} kept migrating; last to {chat}")
 
-    def _payload(self, chat: ChatId, text: str) -> dict[str, Any]:
+    def _payload(self, chat: ChatId, text: str, parse_mode: str | None) -> dict[str, Any]:
         params = self._params
         payload: dict[str, Any] = {"chat_id": chat, "text": text}
         if params.message_thread_id is not None:
             payload["message_thread_id"] = params.message_thread_id
-        if params.parse_mode is not None:
-            payload["parse_mode"] = params.parse_mode
+        if parse_mode is not None:
+            payload["parse_mode"] = parse_mode
         if params.disable_notification:
             payload["disable_notification"] = True
         if params.protect_content:
@@ -438,6 +516,10 @@ class TelegramWorker(Worker):
             )
         if code >= 500 or code == 408:
             raise TemporaryFailure(f"Telegram server error ({code} {description})")
+        if code == 400 and "can't parse entities" in description.lower():
+            raise _MarkupRefusedError(
+                f"Telegram refused the message's formatting for chat {chat} ({code} {description})"
+            )
         raise PermanentFailure(
             f"Telegram refused the message for chat {chat} ({code} {description})"
         )
@@ -461,12 +543,47 @@ class TelegramWorker(Worker):
         return redact(text, self._token)
 
 
+class _Part(NamedTuple):
+    """One message to send: its text as sent, its parse_mode, and its text without markup."""
+
+    text: str
+    parse_mode: str | None
+    plain: str
+
+
+class _MarkupRefusedError(PermanentFailure):
+    """Telegram could not parse the message's markup ("can't parse entities")."""
+
+
 class _ChatMigratedError(Exception):
     """The chat became a supergroup with a new id (`parameters.migrate_to_chat_id`)."""
 
     def __init__(self, new_chat: int) -> None:
         super().__init__(new_chat)
         self.new_chat = new_chat
+
+
+def _check_parts(params: TelegramParams, parts: list[str]) -> str | None:
+    """The refusal of a text that would need more messages than `max_parts`, else None."""
+    if len(parts) > params.max_parts:
+        return (
+            f"the message would be split into {len(parts)} Telegram messages; "
+            f"this channel allows at most {params.max_parts} (max_parts)"
+        )
+    return None
+
+
+def _markup_refusal(fmt: Format, error: MarkupError) -> str:
+    """A 422's reason for markup Telegram would refuse: where and why, in Telegram's words,
+    and for the common slip (a literal character that is markup) how to write it."""
+    name = PARSE_MODES[fmt]
+    reason = f"Telegram would refuse this {name} text: can't parse entities: {error}"
+    if fmt == "html" and error.reason.startswith("Unsupported start tag"):
+        return reason + '; write a literal "<" as "&lt;" (and "&" as "&amp;")'
+    if fmt == "markdownv2" and error.reason.startswith("Character '"):
+        char = error.reason[len("Character '")]
+        return reason + f"; write a literal {char!r} as '\\{char}'"
+    return reason
 
 
 def _prefixed(failure: DeliveryError, prefix: str) -> DeliveryError:

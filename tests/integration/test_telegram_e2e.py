@@ -127,7 +127,7 @@ def test_cyrillic_multiline_text_arrives_byte_identical_with_options(
             "tg",
             fake.url,
             701,
-            parse_mode="HTML",
+            format="html",
             disable_notification=True,
             message_thread_id=42,
         ),

@@ -60,7 +60,7 @@ def test_params_defaults() -> None:
     p = params()
     assert p.chat_id == (1001,)
     assert p.api_url == "https://api.telegram.org"
-    assert p.parse_mode is None
+    assert p.format == "text"
     assert (p.disable_notification, p.protect_content, p.link_preview) == (False, False, True)
     assert (p.split_long, p.timeout) == (False, 10.0)
     assert (p.rate_per_second, p.chat_interval, p.group_chat_interval) == (30.0, 1.0, 3.0)
@@ -107,8 +107,8 @@ def test_chat_id_rejects_anything_else_clearly(given: object, message: str) -> N
 @pytest.mark.parametrize(
     ("overrides", "loc"),
     [
-        ({"parse_mode": "html"}, "parse_mode"),
-        ({"parse_mode": "Markdown2"}, "parse_mode"),
+        ({"format": "markdown"}, "format"),
+        ({"format": "bbcode"}, "format"),
         ({"api_url": "api.telegram.org"}, "api_url"),
         ({"api_url": "ftp://api.telegram.org"}, "api_url"),
         ({"timeout": 0}, "timeout"),
@@ -296,17 +296,17 @@ def test_cyrillic_multiline_text_arrives_identical(
 
 def test_options_are_passed_through(telegram_api: FakeTelegramApi, make_worker: MakeWorker) -> None:
     worker = make_worker(
-        parse_mode="MarkdownV2",
+        format="markdownv2",
         disable_notification=True,
         protect_content=True,
         message_thread_id=77,
         link_preview=False,
     )
-    worker.send(delivery("*bold* https://example.com"))
+    worker.send(delivery("*bold* https://example\\.com"))
     [record] = telegram_api.delivered(1001)
     assert record.params == {
         "chat_id": 1001,
-        "text": "*bold* https://example.com",
+        "text": "*bold* https://example\\.com",
         "parse_mode": "MarkdownV2",
         "disable_notification": True,
         "protect_content": True,
@@ -315,12 +315,49 @@ def test_options_are_passed_through(telegram_api: FakeTelegramApi, make_worker: 
     }
 
 
-@pytest.mark.parametrize("mode", ["HTML", "Markdown", "MarkdownV2"])
-def test_each_parse_mode_is_accepted(
-    telegram_api: FakeTelegramApi, make_worker: MakeWorker, mode: str
+@pytest.mark.parametrize(
+    ("fmt", "text", "mode"),
+    [("html", "<b>x</b> &lt; 5", "HTML"), ("MarkdownV2", "*x* < 5\\.", "MarkdownV2")],
+)
+def test_each_format_is_sent_with_its_parse_mode(
+    telegram_api: FakeTelegramApi, make_worker: MakeWorker, fmt: str, text: str, mode: str
 ) -> None:
-    make_worker(parse_mode=mode).send(delivery("<b>x</b>"))
-    assert telegram_api.delivered(1001)[0].params["parse_mode"] == mode
+    make_worker(format=fmt).send(delivery(text))
+    [record] = telegram_api.delivered(1001)
+    assert (record.text, record.params["parse_mode"]) == (text, mode)
+
+
+def test_plain_text_goes_without_parse_mode(
+    telegram_api: FakeTelegramApi, make_worker: MakeWorker
+) -> None:
+    make_worker().send(delivery("load < 5 <br> *not bold* 1.5"))
+    [record] = telegram_api.delivered(1001)
+    assert "parse_mode" not in record.params
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [("HTML", "html"), ("html", "html"), ("MarkdownV2", "markdownv2"), (None, "text")],
+)
+def test_parse_mode_is_read_as_format(given: str | None, meant: str) -> None:
+    assert params(parse_mode=given).format == meant
+    assert params(parse_mode=given, format=meant).format == meant
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"parse_mode": "Markdown"}, "legacy Markdown is not supported"),
+        ({"parse_mode": "BBCode"}, "set format: html or format: markdownv2"),
+        ({"parse_mode": "HTML", "format": "markdownv2"}, "disagree; keep only format"),
+        ({"parse_mode": "HTML", "format": "text"}, "disagree; keep only format"),
+    ],
+)
+def test_parse_mode_that_cannot_be_a_format_is_refused(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        params(**overrides)
 
 
 def test_chat_ids_go_out_as_numbers_or_usernames(
