@@ -2,9 +2,17 @@
 
 It answers `sendMessage` the way the real server does (provider-protocols.md §1): the JSON
 envelope, the HTTP status equal to `error_code`, the "Bad Request: …" style descriptions, 401 for
-an unknown token and 404 for a malformed one or an unknown method, the 4096-character limit and
-the parse_mode check. Per chat, it can instead be told to answer any failure a real deployment
-meets, including a 502 HTML page, a non-JSON 200, a slow answer and connection resets.
+an unknown token and 404 for a malformed one or an unknown method, the parse_mode check, HTML
+and MarkdownV2 it cannot parse refused with Telegram's "can't parse entities: …" texts
+(`telegram_entities`), and the 4096-character limit counted after parsing. Per chat, it can
+instead be told to answer any failure a real deployment meets, including a 502 HTML page, a
+non-JSON 200, a slow answer and connection resets.
+
+Like Telegram, it answers 429 "Too Many Requests: retry after N" with `parameters.retry_after`
+when a message would exceed a flood limit (`RateLimits`: 1 a second per chat, 20 a minute per
+group, 30 a second per bot). The limits are on by default; a test about something else that
+sends faster (chat_interval: 0) starts the fake with `limits=None`. Every request's arrival
+time and chat are recorded, so a test can check the pace it saw (`peak`, `throttled`).
 
 It runs its own event loop in a background thread, so synchronous tests, asyncio tests and
 daemon processes can all talk to it at `fake.url`::
@@ -17,7 +25,7 @@ daemon processes can all talk to it at `fake.url`::
         assert [r.text for r in fake.delivered(-100123)] == ["hello"]
 
 The same scripting is available over HTTP under `/_fake/` (see `_control_routes`), for a fake
-run as its own process: `python -m tests.fakes.telegram_api --port 8081`.
+run as its own process: `python -m tests.fakes.telegram_api --port 8081 [--no-limits]`.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import re
 import signal
 import socket
@@ -39,6 +48,8 @@ from typing import Any, Literal, Self
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from tests.fakes.telegram_entities import EntityError, plain_text
 
 #: The token the fake accepts unless told otherwise. Shaped like a real one.
 TOKEN = "123456789:AAF4k3-T0k3n_for_tests_only_aBcDeFgHiJk"
@@ -166,6 +177,19 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """Telegram's flood limits (Bots FAQ): at most `count` accepted messages in any `window`
+    seconds, per chat, per group (a negative chat id) and per bot (token). `slack` seconds are
+    forgiven at the edge of a window: two messages that a client paces exactly one second
+    apart may arrive a little closer, and Telegram does not count to the millisecond either."""
+
+    per_chat: tuple[int, float] = (1, 1.0)
+    per_group: tuple[int, float] = (20, 60.0)
+    per_bot: tuple[int, float] = (30, 1.0)
+    slack: float = 0.05
+
+
+@dataclass(frozen=True)
 class Recorded:
     """One request the fake received, and what it answered."""
 
@@ -185,6 +209,8 @@ class Recorded:
     status: int
     #: The client's "host:port": equal for two requests on one kept-alive connection.
     peer: str
+    #: The `description` of an error answer ("" for an accepted message).
+    description: str = ""
 
     @property
     def chat(self) -> str | None:
@@ -218,8 +244,13 @@ class _Chat:
 class FakeTelegramApi:
     """The fake server. `start()` (or `with`) binds 127.0.0.1 on a free port (or `port`)."""
 
-    def __init__(self, token: str = TOKEN, port: int = 0) -> None:
+    def __init__(
+        self, token: str = TOKEN, port: int = 0, limits: RateLimits | None = RateLimits()
+    ) -> None:
         self.token = token
+        self.limits = limits
+        #: Arrival times of the accepted messages, per flood-limit key (chat, group, bot).
+        self._sent: dict[str, deque[float]] = {}
         self._port = port
         self._lock = threading.Condition()
         self._records: list[Recorded] = []
@@ -301,9 +332,10 @@ class FakeTelegramApi:
             self._default = reply
 
     def reset(self) -> None:
-        """Forget scripts and records (the token stays)."""
+        """Forget scripts and records (the token and the limits stay)."""
         with self._lock:
             self._records.clear()
+            self._sent.clear()
             self._chats.clear()
             self._default = Reply.ok()
 
@@ -323,6 +355,20 @@ class FakeTelegramApi:
     def delivered(self, chat_id: int | str) -> list[Recorded]:
         """The messages to `chat_id` the fake accepted, in order."""
         return [r for r in self.received(chat_id) if r.accepted]
+
+    def throttled(self) -> list[Recorded]:
+        """The requests answered 429 (by a script or by the flood limits)."""
+        return [r for r in self.records if r.status == 429]
+
+    def peak(self, window: float = 1.0) -> int:
+        """The most messages the fake accepted within any `window` seconds."""
+        times = sorted(r.at for r in self.records if r.accepted)
+        first, most = 0, 0
+        for last, at in enumerate(times):
+            while at - times[first] >= window:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     def wait_for(
         self, condition: Callable[[list[Recorded]], bool], timeout: float = 10.0
@@ -347,7 +393,7 @@ class FakeTelegramApi:
         params.update(await _body_params(request, body))
         match = _PATH.fullmatch(request.path)
         token, method = (match["token"], match["method"]) if match else ("", "")
-        reply = self._choose(token, method, params)
+        reply = self._choose(token, method, params, time.monotonic())
         record = Recorded(
             request.method,
             request.path,
@@ -360,13 +406,14 @@ class FakeTelegramApi:
             reply.kind,
             reply.status,
             _peer(request),
+            reply.description,
         )
         with self._lock:
             self._records.append(record)
             self._lock.notify_all()
         return await self._answer(request, reply, params)
 
-    def _choose(self, token: str, method: str, params: dict[str, Any]) -> Reply:
+    def _choose(self, token: str, method: str, params: dict[str, Any], now: float) -> Reply:
         """The reply to give, checking what the real server checks first."""
         if not _TOKEN_SHAPE.fullmatch(token):
             return Reply.not_found()
@@ -383,8 +430,30 @@ class FakeTelegramApi:
             else:
                 reply = self._default
         if reply.kind in ("ok", "slow", "reset_mid_body"):
-            return _validate(params) or reply
+            return _validate(params) or self._flood_control(token, params, now) or reply
         return reply
+
+    def _flood_control(self, token: str, params: dict[str, Any], now: float) -> Reply | None:
+        """A 429 if accepting this message would exceed a limit, else None (and it counts)."""
+        if self.limits is None:
+            return None
+        chat = str(params["chat_id"])
+        limits = [(f"chat {chat}", self.limits.per_chat), (f"bot {token}", self.limits.per_bot)]
+        if chat.startswith("-"):
+            limits.append((f"group {chat}", self.limits.per_group))
+        with self._lock:
+            wait = 0.0
+            for key, (count, window) in limits:
+                sent = self._sent.setdefault(key, deque())
+                while sent and sent[0] <= now - window + self.limits.slack:
+                    sent.popleft()
+                if len(sent) >= count:
+                    wait = max(wait, sent[0] + window - self.limits.slack - now)
+            if wait > 0:
+                return Reply.too_many_requests(max(1, math.ceil(wait)))
+            for key, _ in limits:
+                self._sent[key].append(now)
+        return None
 
     async def _answer(
         self, request: web.Request, reply: Reply, params: dict[str, Any]
@@ -441,7 +510,7 @@ class FakeTelegramApi:
             "from": {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "Fake"},
             "chat": _chat_object(chat_id),
             "date": int(time.time()),
-            "text": params["text"].strip(),
+            "text": plain_text(params["text"], params.get("parse_mode")).strip(),
         }
 
     def _control_routes(self) -> list[web.RouteDef]:
@@ -509,13 +578,20 @@ def _validate(params: dict[str, Any]) -> Reply | None:
     if params.get("chat_id") in (None, ""):
         return Reply.error(400, "Bad Request: chat_id is empty")
     text = params.get("text")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
         return Reply.error(400, "Bad Request: message text is empty")
-    if len(text.strip()) > 4096:
-        return Reply.message_too_long()
     parse_mode = params.get("parse_mode")
     if parse_mode and str(parse_mode).lower() not in _PARSE_MODES:
         return Reply.error(400, "Bad Request: unsupported parse_mode")
+    try:
+        plain = plain_text(text, parse_mode).strip()
+    except EntityError as exc:
+        return Reply.error(400, f"Bad Request: can't parse entities: {exc}")
+    if not plain:
+        return Reply.error(400, "Bad Request: message text is empty")
+    # Telegram counts the text after parsing; in UTF-16 units, as the worker does.
+    if len(plain.encode("utf-16-le")) // 2 > 4096:
+        return Reply.message_too_long()
     return None
 
 
@@ -539,11 +615,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="A fake Telegram Bot API server for tests.")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
     parser.add_argument("--token", default=TOKEN, help="the bot token it accepts")
+    parser.add_argument(
+        "--no-limits", action="store_true", help="never answer 429 for sending too fast"
+    )
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with FakeTelegramApi(args.token, args.port) as fake:
+    limits = None if args.no_limits else RateLimits()
+    with FakeTelegramApi(args.token, args.port, limits) as fake:
         print(fake.url, flush=True)  # the first line of output: where to point api_url
         stop.wait()
 

@@ -37,7 +37,8 @@ CYRILLIC = (
 
 @pytest.fixture
 def fake() -> Iterator[FakeTelegramApi]:
-    with FakeTelegramApi(token=TOKEN) as api:
+    """The fake without flood limits: `channel` does not pace chats unless a test says so."""
+    with FakeTelegramApi(token=TOKEN, limits=None) as api:
         yield api
 
 

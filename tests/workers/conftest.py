@@ -21,7 +21,8 @@ MakeWorker = Callable[..., TelegramWorker]
 
 @pytest.fixture
 def telegram_api() -> Iterator[FakeTelegramApi]:
-    with FakeTelegramApi() as fake:
+    """The fake without flood limits: `make_worker` does not pace chats (chat_interval: 0)."""
+    with FakeTelegramApi(limits=None) as fake:
         yield fake
 
 
