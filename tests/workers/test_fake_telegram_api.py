@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, Reply
+from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, RateLimits, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +119,66 @@ def test_runs_as_its_own_process() -> None:
         finally:
             process.terminate()
             assert process.wait(timeout=10) == 0
+
+
+def test_refuses_markup_with_telegrams_texts_and_counts_length_after_parsing(
+    telegram_api: FakeTelegramApi,
+) -> None:
+    def answer(text: str, mode: str) -> tuple[int, str]:
+        body = send(telegram_api.url, chat_id=1, text=text, parse_mode=mode).json()
+        return body.get("error_code", 200), body.get("description", "")
+
+    assert answer("load < 5", "HTML") == (
+        400,
+        'Bad Request: can\'t parse entities: Unsupported start tag "" at byte offset 5',
+    )
+    assert answer("Disk full.", "MarkdownV2") == (
+        400,
+        "Bad Request: can't parse entities: Character '.' is reserved and must be escaped "
+        "with the preceding '\\'",
+    )
+    assert answer("load < 5", "") == (200, "")
+    assert answer("<b>" + "x" * 4096 + "</b>", "HTML") == (200, "")
+    assert answer("<b>" + "x" * 4097 + "</b>", "HTML") == (400, "Bad Request: message is too long")
+    assert answer("🔥" * 2049, "") == (400, "Bad Request: message is too long")
+    assert answer("<b> </b>", "HTML") == (400, "Bad Request: message text is empty")
+    [accepted, *_] = telegram_api.delivered(1)
+    assert accepted.description == ""
+    assert telegram_api.records[0].description.startswith("Bad Request: can't parse entities")
+
+
+def test_answers_429_over_telegrams_flood_limits() -> None:
+    limits = RateLimits(per_chat=(1, 1.0), per_group=(2, 60.0), per_bot=(4, 1.0), slack=0)
+    with FakeTelegramApi(limits=limits) as fake:
+        assert send(fake.url, chat_id=1, text="a").status_code == 200
+        too_soon = send(fake.url, chat_id=1, text="b")
+        assert too_soon.status_code == 429
+        assert too_soon.headers["Retry-After"] == "1"
+        assert too_soon.json() == {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 1",
+            "parameters": {"retry_after": 1},
+        }
+        # The bot: 4 a second, whatever the chats (chat 1 already had one).
+        statuses = [send(fake.url, chat_id=10 + i, text="x").status_code for i in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        assert [r.chat for r in fake.throttled()] == ["1", "13"]
+        assert fake.peak(1.0) == 4
+
+
+def test_group_limit_retry_after_names_the_wait() -> None:
+    limits = RateLimits(per_chat=(100, 1.0), per_group=(2, 60.0), per_bot=(100, 1.0), slack=0)
+    with FakeTelegramApi(limits=limits) as fake:
+        statuses = [send(fake.url, chat_id=-5, text="x").status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        [throttled] = fake.throttled()
+        assert 58 <= int(throttled.description.rsplit(" ", 1)[1]) <= 60
+        assert send(fake.url, chat_id=6, text="private chats are not groups").status_code == 200
+
+
+def test_without_limits_it_never_throttles(telegram_api: FakeTelegramApi) -> None:
+    assert [send(telegram_api.url, chat_id=1, text="x").status_code for _ in range(40)] == [
+        200
+    ] * 40
+    assert telegram_api.peak(1.0) == 40

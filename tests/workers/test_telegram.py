@@ -648,6 +648,58 @@ def test_a_refused_part_says_which_one(
         make_worker(split_long=True).send(delivery(long_text()))
 
 
+# -- formatting ------------------------------------------------------------------------------
+
+
+def test_markup_telegram_refuses_is_sent_once_more_as_plain_text(
+    telegram_api: FakeTelegramApi, make_worker: MakeWorker
+) -> None:
+    telegram_api.script(1001, Reply.cant_parse_entities())
+    with capture_logs() as logs:
+        make_worker(format="html").send(delivery("<b>disk</b> &lt; 5%", delivery_id=601))
+    refused, plain = telegram_api.received(1001)
+    assert (refused.status, refused.params["parse_mode"]) == (400, "HTML")
+    assert plain.accepted
+    assert plain.params == {"chat_id": 1001, "text": "disk < 5%"}
+    [warning] = [line for line in logs if line["event"] == "telegram.markup_refused"]
+    assert warning["log_level"] == "warning"
+    assert warning["delivery_id"] == 601
+    assert "can't parse entities" in warning["error"]
+
+
+def test_plain_text_refused_as_markup_is_a_permanent_failure(
+    telegram_api: FakeTelegramApi, make_worker: MakeWorker
+) -> None:
+    telegram_api.always(1001, Reply.cant_parse_entities())
+    with pytest.raises(PermanentFailure, match="can't parse entities"):
+        make_worker(format="html").send(delivery("<b>x</b>"))
+    assert [r.params.get("parse_mode") for r in telegram_api.received(1001)] == ["HTML", None]
+
+
+def test_markup_queued_before_a_format_change_goes_as_plain_text(
+    telegram_api: FakeTelegramApi, make_worker: MakeWorker
+) -> None:
+    with capture_logs() as logs:
+        make_worker(format="markdownv2").send(delivery("Disk 90% full."))
+    [record] = telegram_api.delivered(1001)
+    assert record.params == {"chat_id": 1001, "text": "Disk 90% full."}
+    assert [line["event"] for line in logs if line["log_level"] == "warning"] == [
+        "telegram.markup_invalid"
+    ]
+
+
+def test_split_html_parts_are_rendered_with_entities_reopened(
+    telegram_api: FakeTelegramApi, make_worker: MakeWorker
+) -> None:
+    text = "<i>" + long_text().replace("Длинная", "<b>Длинная</b> &amp;") + "</i>"
+    make_worker(format="html", split_long=True).send(delivery(text))
+    parts = telegram_api.received(1001)
+    assert len(parts) == 3
+    assert all(part.accepted and part.params["parse_mode"] == "HTML" for part in parts)
+    assert all((part.text or "").startswith("<i>") for part in parts)
+    assert all((part.text or "").endswith("</i>") for part in parts)
+
+
 # -- the token stays secret --------------------------------------------------------------------
 
 
