@@ -14,6 +14,12 @@ How answers are classified (PTB and the Bot API server agree, see provider-proto
 - 401, and a JSON 404 (a bad token): `ChannelMisconfigured`, saying what to fix;
 - 400, 403 and other 4xx: `PermanentFailure` with Telegram's description.
 
+A channel's `format` says how its text is meant: `text` goes without `parse_mode`; `html` and
+`markdownv2` are checked at intake by Telegram's rules (`telegram_markup`) and measured after
+parsing. Should Telegram answer "can't parse entities" all the same, the message goes once more
+as its plain text, without `parse_mode`, and a warning is logged: never a failure for
+formatting alone.
+
 Long text (`split_long: true`) goes out as several messages, in order; the delivery is done when
 all of them are. A retry cannot be told which parts went out (the delivery carries no state), so
 this process remembers, per delivery, how many parts Telegram accepted and a retry that lands in
