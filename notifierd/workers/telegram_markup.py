@@ -76,12 +76,12 @@ _MD_NAMES = {
 class MarkupError(ValueError):
     """Telegram would refuse the text: "can't parse entities: <reason>"."""
 
-    def __init__(self, reason: str, position: int | None = None) -> None:
+    def __init__(self, reason: str, position: int | None = None, detail: str = "") -> None:
         self.reason = reason
         #: Where in the text as sent (a code point index), when the reason has a place.
         self.position = position
         where = "" if position is None else f" at character {position + 1}"
-        super().__init__(reason + where)
+        super().__init__(reason + where + detail)
 
 
 @dataclass(frozen=True)
@@ -195,15 +195,17 @@ def _render(
     """Entities opened in list order and closed in reverse at each position: well nested,
     because parsed entities are (and parts of them stay) nested. `join` puts together the
     markers that meet at one position."""
+    starting: dict[int, list[Entity]] = {}
+    for entity in parsed.entities:
+        starting.setdefault(entity.start, []).append(entity)
     out: list[str] = []
     active: list[Entity] = []
     for position in range(len(parsed.text) + 1):
         markers = [close_tag(e) for e in reversed(active) if e.end == position]
         active = [e for e in active if e.end != position]
-        for entity in parsed.entities:
-            if entity.start == position:
-                markers.append(open_tag(entity))
-                active.append(entity)
+        for entity in starting.get(position, ()):
+            markers.append(open_tag(entity))
+            active.append(entity)
         out.append(join(markers))
         if position < len(parsed.text):
             out.append(escape(parsed.text[position], active))
@@ -491,15 +493,14 @@ class _HtmlParser(_Parser):
         expected = self.stack[-1].name
         if name and name != expected:
             raise MarkupError(
-                f'Unmatched end tag at character {begin + 1}, expected "</{expected}>", '
-                f'found "</{name}>"'
+                "Unmatched end tag", begin, f', expected "</{expected}>", found "</{name}>"'
             )
         top = self.stack[-1]
         emoji = top.kind == "custom_emoji" and self.length > top.start
         if emoji and (not top.argument.isdigit() or int(top.argument) == 0):
             raise MarkupError("Invalid custom emoji identifier specified")
         # A link without href links to its own text.
-        text = "".join(self.out)[top.start :] if top.kind == "text_link" else ""
+        text = "".join(self.out[top.start :]) if top.kind == "text_link" else ""
         self.close(top.argument or text if top.kind == "text_link" else None)
         return i + 1
 
@@ -671,7 +672,7 @@ class _MarkdownV2Parser(_Parser):
         if self.at(i + 1) != "(":
             if top.kind == "custom_emoji":
                 raise MarkupError("The entity must contain a tg://emoji or tg://time URL")
-            self.close("".join(self.out)[top.start :])
+            self.close("".join(self.out[top.start :]))
             return i + 1
         j, url = i + 2, []
         while j < len(self.source) and self.source[j] != ")":

@@ -27,8 +27,8 @@ from notifierd.workers.telegram import (
     TelegramWorker,
     redact,
     split_text,
-    utf16_len,
 )
+from notifierd.workers.telegram_markup import utf16_len
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, Reply
 
 MakeWorker = Callable[..., TelegramWorker]
