@@ -64,7 +64,6 @@ from notifierd.workers.telegram_markup import (
     render,
     split,
     split_spans,
-    utf16_len,
 )
 
 log = structlog.get_logger("notifierd.worker.telegram")
@@ -277,12 +276,11 @@ class TelegramWorker(Worker):
             return f"the message has no text once its {params.format} markup is removed"
         if params.split_long:
             return _check_parts(params, [part.text for part in split(parsed)])
-        length = utf16_len(parsed.text)
-        if length > TEXT_LIMIT:
+        if len(parsed.text) > TEXT_LIMIT:
             return (
-                f"the message is {length} characters long once its {params.format} markup is "
-                f"removed (counted as Telegram counts, in UTF-16 units); Telegram accepts "
-                f"{TEXT_LIMIT} (set split_long: true to send it as several messages)"
+                f"the message is {len(parsed.text)} characters long once its {params.format} "
+                f"markup is removed; Telegram accepts {TEXT_LIMIT} (set split_long: true to "
+                "send it as several messages)"
             )
         return None
 

@@ -7,7 +7,7 @@ character is literal. `html` and `markdownv2` are parsed here by Telegram's rule
 
 - refuse at intake, with a 422 that says where and why, what Telegram would refuse after the
   client was told 204 ("Bad Request: can't parse entities: ...");
-- measure a message as Telegram does: the plain text after parsing, in UTF-16 code units;
+- measure a message as Telegram does: the characters of its plain text after parsing;
 - strip the markup, to send the plain text when Telegram refuses the markup after all;
 - split a long message between characters of its plain text, closing the entities open at a cut
   and opening them again in the next part, so that each part parses on its own.
@@ -30,7 +30,10 @@ from typing import Literal
 
 Format = Literal["text", "html", "markdownv2"]
 
-#: Telegram's limit on one message's text, after parsing, in UTF-16 code units.
+#: Telegram's limit on one message's text after parsing, in characters (code points: the Bot
+#: API server refuses a bot's text when TDLib's `utf8_length` of it exceeds
+#: `message_text_length_max`, td/telegram/MessageContent.cpp). Parts are cut in UTF-16 units
+#: (`split_spans`), never more than characters, so a part is within it whatever it holds.
 TEXT_LIMIT = 4096
 
 _SPACE = " \t\r\n\v\f"
@@ -104,8 +107,7 @@ class Parsed:
 
 
 def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units, as Telegram counts a message's length: an emoji outside the
-    Basic Multilingual Plane is two."""
+    """Length in UTF-16 code units: an emoji outside the Basic Multilingual Plane is two."""
     return len(text.encode("utf-16-le")) // 2
 
 

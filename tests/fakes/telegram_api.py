@@ -589,8 +589,8 @@ def _validate(params: dict[str, Any]) -> Reply | None:
         return Reply.error(400, f"Bad Request: can't parse entities: {exc}")
     if not plain:
         return Reply.error(400, "Bad Request: message text is empty")
-    # Telegram counts the text after parsing; in UTF-16 units, as the worker does.
-    if len(plain.encode("utf-16-le")) // 2 > 4096:
+    # Telegram counts the characters (code points) of the text after parsing.
+    if len(plain) > 4096:
         return Reply.message_too_long()
     return None
 

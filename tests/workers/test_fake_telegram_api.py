@@ -140,7 +140,8 @@ def test_refuses_markup_with_telegrams_texts_and_counts_length_after_parsing(
     assert answer("load < 5", "") == (200, "")
     assert answer("<b>" + "x" * 4096 + "</b>", "HTML") == (200, "")
     assert answer("<b>" + "x" * 4097 + "</b>", "HTML") == (400, "Bad Request: message is too long")
-    assert answer("🔥" * 2049, "") == (400, "Bad Request: message is too long")
+    assert answer("🔥" * 4096, "") == (200, "")
+    assert answer("🔥" * 4097, "") == (400, "Bad Request: message is too long")
     assert answer("<b> </b>", "HTML") == (400, "Bad Request: message text is empty")
     [accepted, *_] = telegram_api.delivered(1)
     assert accepted.description == ""

@@ -1,5 +1,5 @@
 """Telegram's HTML and MarkdownV2 as the worker reads them (`telegram_markup`): plain text and
-entities, Telegram's refusals with their place, lengths in UTF-16 units, rendering and splitting.
+entities, Telegram's refusals with their place, lengths after parsing, rendering and splitting.
 The fake Bot API's independent checker is the second opinion on the same inputs."""
 
 from __future__ import annotations
@@ -199,11 +199,10 @@ def test_the_fake_agrees_markdown_v2_is_refused(text: str) -> None:
 # -- length ------------------------------------------------------------------------------------
 
 
-def test_lengths_are_utf16_units_after_parsing() -> None:
-    assert utf16_len("🔥") == 2
-    assert utf16_len("é") == 1
-    assert utf16_len(parse("<b>🔥</b>&#128293;&lt;", "html").text) == 5
-    assert utf16_len(parse("*🔥*\\.", "markdownv2").text) == 3
+def test_lengths_are_characters_after_parsing_and_cuts_utf16_units() -> None:
+    assert len(parse("<b>🔥</b>&#128293;&lt;", "html").text) == 3
+    assert len(parse("*🔥*\\.", "markdownv2").text) == 2
+    assert (utf16_len("🔥"), utf16_len("é")) == (2, 1)
 
 
 def check(fmt: Format, message: str, **params: object) -> str | None:
@@ -211,10 +210,10 @@ def check(fmt: Format, message: str, **params: object) -> str | None:
     return TelegramWorker.check_message(channel, message)
 
 
-def test_check_message_measures_after_parsing_with_emoji_as_two() -> None:
+def test_check_message_measures_characters_after_parsing() -> None:
     assert check("html", "<b>" + "x" * 4096 + "</b>") is None
-    assert check("html", "<b>" + "🔥" * 2048 + "</b>") is None
-    reason = check("html", "<b>" + "🔥" * 2048 + "</b>x")
+    assert check("html", "<b>" + "🔥" * 4096 + "</b>") is None
+    reason = check("html", "<b>" + "🔥" * 4096 + "</b>&amp;")
     assert reason is not None and "4097 characters long" in reason
     assert check("markdownv2", "\\." * 4096) is None
     assert check("markdownv2", "\\." * 4097) is not None
