@@ -141,9 +141,12 @@ def _prefix_within(text: str, limit: int) -> int:
     return end
 
 
-def split_spans(text: str, limit: int = TEXT_LIMIT) -> list[tuple[int, int]]:
+def split_spans(
+    text: str, limit: int = TEXT_LIMIT, whole: tuple[tuple[int, int], ...] = ()
+) -> list[tuple[int, int]]:
     """Where to cut `text` into parts of at most `limit` UTF-16 units, as `[start, end)` spans
-    in order: at the last newline within the limit, else the last space, else hard. The newline
+    in order: at the last newline within the limit, else the last space, else hard, but not
+    inside one of the `whole` ranges (a hard cut there moves back to its start). The newline
     or space at a cut belongs to no part (Telegram trims it anyway), and spans that are only
     whitespace are left out (Telegram refuses an empty text)."""
     spans: list[tuple[int, int]] = []
@@ -159,6 +162,7 @@ def split_spans(text: str, limit: int = TEXT_LIMIT) -> list[tuple[int, int]]:
             spans.append((start, start + cut))
             start += cut + 1
         else:
+            end = next((a for a, b in whole if start < a < end < b), end)
             spans.append((start, end))
             start = end
     spans.append((start, len(text)))
@@ -168,9 +172,10 @@ def split_spans(text: str, limit: int = TEXT_LIMIT) -> list[tuple[int, int]]:
 def split(parsed: Parsed, limit: int = TEXT_LIMIT) -> list[Parsed]:
     """`parsed` cut into parts of at most `limit` UTF-16 units of plain text (`split_spans`).
     An entity that spans a cut is closed at the end of one part and opened again at the start
-    of the next."""
+    of the next; a custom emoji, which must hold one whole emoji, is never cut."""
+    emoji = tuple((e.start, e.end) for e in parsed.entities if e.kind == "custom_emoji")
     parts = []
-    for start, end in split_spans(parsed.text, limit):
+    for start, end in split_spans(parsed.text, limit, emoji):
         entities = tuple(
             replace(e, start=max(e.start, start) - start, end=min(e.end, end) - start)
             for e in parsed.entities

@@ -292,6 +292,15 @@ def test_split_cuts_hard_between_surrogate_pairs_never_inside_one() -> None:
     assert [render(part, "html") for part in parts] == ["<b>🔥🔥</b>", "<b>🔥🔥</b>", "<b>🔥</b>"]
 
 
+def test_split_never_cuts_inside_a_custom_emoji() -> None:
+    emoji = '<tg-emoji emoji-id="5368324170671202286">👨‍👩‍👧</tg-emoji>'
+    parsed = parse("x" * 8 + emoji + "y" * 8, "html")
+    parts = split(parsed, 10)
+    # The family emoji is 8 UTF-16 units: the hard cut after 10 would fall inside it.
+    assert [part.text for part in parts] == ["x" * 8, "👨‍👩‍👧yy", "y" * 6]
+    assert render(parts[1], "html") == emoji + "yy"
+
+
 def test_split_a_blockquote_keeps_each_part_quoted() -> None:
     parsed = parse(">" + "\n>".join(["line of quote"] * 4) + "\nafter", "markdownv2")
     parts = split(parsed, 30)
