@@ -338,9 +338,11 @@ def test_pause_during_a_retry_wait_holds_the_retry_until_resume(
 ) -> None:
     daemon = make_daemon(
         channel(
-            faults="[{kind: temporary, times: 1}]", retry="{delay: 0.5, max_attempts: 5, jitter: 0}"
+            faults="[{kind: temporary, times: 1}]", retry="{delay: 3, max_attempts: 5, jitter: 0}"
         )
     ).start()
+    # The retry waits 3 s: long enough that the pause (a notifierctl process, slow to start on
+    # a loaded machine) always comes before it is due.
     daemon.send("devnull", "pause me")
     wait_for(
         lambda: (
@@ -353,7 +355,7 @@ def test_pause_during_a_retry_wait_holds_the_retry_until_resume(
 
     # Well past the retry's due time: still one attempt, still queued.
     wait_for(lambda: daemon.channel_status("devnull")["queued"] == 1, what="due while paused")
-    wait_for(lambda: time.time() > paused_at + 1.0, what="time to pass")
+    wait_for(lambda: time.time() > paused_at + 3.5, what="time to pass")
     assert only_delivery(daemon)["attempts"] == 1
     assert not daemon.events("null.delivered")
 
