@@ -22,19 +22,33 @@ params:
 
 The SMTP connection is kept between sends and checked with NOOP before reuse; any error drops
 it. `starttls` never falls back to plain text: a server without STARTTLS is a misconfiguration.
+
+What a real server's answers mean for the channel:
+
+- a refused login is tried with one AUTH command (PLAIN, else LOGIN), never once per mechanism
+  the server offers: each refused AUTH counts towards a fail2ban ban of this host;
+- a TLS mode that does not match the port (`tls` on a STARTTLS port, `starttls` or `none` on an
+  implicit-TLS port), and a sender refused at MAIL FROM, mean the channel is misconfigured;
+- a connection lost after the message's final dot leaves the outcome unknown: the server may
+  have queued the message. The delivery is retried (at least once, maybe twice).
+
+Every message says it was sent by a machine (`Auto-Submitted: auto-generated`, RFC 3834), so
+that vacation responders and ticket systems do not answer it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import smtplib
+import socket
 import ssl
 import string
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Literal, Self
 
 import structlog
 from pydantic import (
@@ -58,6 +72,9 @@ from notifierd.messages import Delivery
 from notifierd.workers.base import Worker
 from notifierd.workers.remote import excerpt, redact
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
 log = structlog.get_logger("notifierd.worker.email")
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
@@ -65,6 +82,14 @@ SUBJECT_PLACEHOLDERS = frozenset({"channel", "first_line"})
 FIRST_LINE_LIMIT = 100
 # Reply codes that mean the channel's own login is wrong or missing (RFC 4954).
 MISCONFIGURED_CODES = frozenset({530, 534, 535, 538})
+# At MAIL FROM a 5xx refuses the channel's sender (or its right to relay), except this one:
+# the message is over the server's SIZE limit (RFC 1870), a verdict on this message alone.
+MESSAGE_TOO_BIG = 552
+# What OpenSSL reports when the other end does not speak TLS (a plain SMTP greeting read as a
+# TLS record).
+NOT_TLS_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
+)
 _ATOM = r"[^@\s<>(),;:\"\[\]\\]+"
 ADDRESS = re.compile(rf"{_ATOM}@{_ATOM}")
 
@@ -167,6 +192,7 @@ def build_message(
     message["Date"] = formatdate(usegmt=True)
     domain = parseaddr(params.sender)[1].rpartition("@")[2]
     message["Message-ID"] = make_msgid(domain=domain or None)
+    message["Auto-Submitted"] = "auto-generated"
     if eight_bit or text.isascii():
         message.set_content(text)
     else:
@@ -185,6 +211,15 @@ def classify(exc: Exception, secrets: list[str]) -> DeliveryError:
         return ChannelMisconfigured(
             f"smtp: the server's TLS certificate is not trusted ({exc.verify_message}); "
             "set ca_file to the CA that signed it"
+        )
+    if isinstance(exc, ssl.SSLError) and exc.reason in NOT_TLS_REASONS:
+        return ChannelMisconfigured(
+            f"smtp: the server does not speak TLS from the first byte ({exc.reason}): this is "
+            "a plain or STARTTLS port; set security: starttls (usually port 587)"
+        )
+    if isinstance(exc, smtplib.SMTPSenderRefused) and _refuses_sender(exc.smtp_code):
+        return _by_code(
+            "sender refused", exc.smtp_code, exc.smtp_error, secrets, misconfigured=True
         )
     if isinstance(exc, smtplib.SMTPResponseException):
         what = {
@@ -217,14 +252,84 @@ def without_smtputf8(sender: str, recipient: str) -> DeliveryError:
     )
 
 
-def _by_code(what: str, code: int, reply: bytes | str, secrets: list[str]) -> DeliveryError:
+def _refuses_sender(code: int) -> bool:
+    return 500 <= code < 600 and code != MESSAGE_TOO_BIG
+
+
+def _by_code(
+    what: str, code: int, reply: bytes | str, secrets: list[str], *, misconfigured: bool = False
+) -> DeliveryError:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     message = redact(f"smtp: {what}: {code} {excerpt(text)}", secrets)
-    if code in MISCONFIGURED_CODES:
+    if misconfigured or code in MISCONFIGURED_CODES:
         return ChannelMisconfigured(message)
     if 500 <= code < 600:
         return PermanentFailure(message)
     return TemporaryFailure(message)
+
+
+class Session(smtplib.SMTP):
+    """An SMTP session that knows whether the last thing it sent was a message's final dot,
+    and so whether a lost connection leaves the message's fate unknown."""
+
+    final_dot_sent = False
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        self.final_dot_sent = False
+        super().send(s)
+        # smtplib's data() sends the message and its terminating ".\r\n" in one call.
+        self.final_dot_sent = isinstance(s, bytes) and s.endswith(b"\r\n.\r\n")
+
+
+class TlsSession(Session, smtplib.SMTP_SSL):
+    """A `Session` over implicit TLS (port 465 style)."""
+
+
+def login(smtp: smtplib.SMTP, username: str, password: str) -> None:
+    """Log in with one AUTH command. smtplib's `login` tries each mechanism the server offers
+    in turn, so one wrong password costs two or three refusals, each counted by fail2ban; it
+    also cannot send a non-ASCII password (RFC 4616 PLAIN is UTF-8)."""
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    if "PLAIN" in offered:
+        code, reply = smtp.docmd("AUTH", "PLAIN " + _base64(f"\0{username}\0{password}"))
+    elif "LOGIN" in offered:
+        code, reply = smtp.docmd("AUTH", "LOGIN " + _base64(username))
+        if code == 334:
+            code, reply = smtp.docmd(_base64(password))
+    else:
+        raise smtplib.SMTPNotSupportedError(
+            f"the server offers no AUTH mechanism notifierd speaks (PLAIN, LOGIN): {offered}"
+        )
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def speaks_tls(host: str, port: int, timeout: float) -> bool:
+    """Whether the server at host:port completes a TLS handshake (certificate unchecked: the
+    question is only which protocol the port speaks)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except OSError:  # ssl.SSLError included: a plain server's greeting is no TLS record
+        return False
+
+
+def outcome_unknown(exc: Exception) -> TemporaryFailure:
+    return TemporaryFailure(
+        "smtp: outcome unknown: the connection was lost after the message was sent, before "
+        f"the server confirmed it ({type(exc).__name__}); it may have been delivered and is "
+        "sent again"
+    )
 
 
 class EmailWorker(Worker):
@@ -238,7 +343,7 @@ class EmailWorker(Worker):
 
     def __init__(self, channel: str, params: BaseModel) -> None:
         super().__init__(channel, params)
-        self._smtp: smtplib.SMTP | None = None
+        self._smtp: Session | None = None
 
     @classmethod
     def recipients(cls, params: BaseModel) -> list[str]:
@@ -276,7 +381,10 @@ class EmailWorker(Worker):
                 message, from_addr=envelope_sender, to_addrs=[recipient], mail_options=options
             )
         except (smtplib.SMTPException, OSError) as exc:
+            sent = self._smtp is not None and self._smtp.final_dot_sent
             self._drop(polite=False)
+            if sent and not isinstance(exc, smtplib.SMTPResponseException):
+                raise outcome_unknown(exc) from None
             raise classify(exc, self._secrets()) from None
         if refused:
             code, reply = refused[recipient]
@@ -290,7 +398,7 @@ class EmailWorker(Worker):
             message_id=message["Message-ID"],
         )
 
-    def _connection(self) -> smtplib.SMTP:
+    def _connection(self) -> Session:
         if self._smtp is not None:
             try:
                 code, _ = self._smtp.noop()
@@ -302,16 +410,10 @@ class EmailWorker(Worker):
         self._smtp = self._connect()
         return self._smtp
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> Session:
         params = self._params
         context = self._tls_context()
-        smtp: smtplib.SMTP
-        if params.security == "tls":
-            smtp = smtplib.SMTP_SSL(
-                params.host, params.effective_port, timeout=params.timeout, context=context
-            )
-        else:
-            smtp = smtplib.SMTP(params.host, params.effective_port, timeout=params.timeout)
+        smtp = self._greeted(context)
         try:
             smtp.ehlo()
             if params.security == "starttls":
@@ -327,11 +429,30 @@ class EmailWorker(Worker):
                     raise smtplib.SMTPNotSupportedError(
                         "the server does not offer AUTH, but the channel has a login"
                     )
-                smtp.login(params.username, params.password.get_secret_value())
+                login(smtp, params.username, params.password.get_secret_value())
         except BaseException:
             smtp.close()
             raise
         return smtp
+
+    def _greeted(self, context: ssl.SSLContext) -> Session:
+        """A session that has read the server's greeting. A server that says nothing until it
+        gets a TLS handshake listens on an implicit-TLS port: a misconfiguration, not a slow
+        server."""
+        params = self._params
+        host, port = params.host, params.effective_port
+        if params.security == "tls":
+            return TlsSession(host, port, timeout=params.timeout, context=context)
+        try:
+            return Session(host, port, timeout=params.timeout)
+        except smtplib.SMTPServerDisconnected:
+            # Connected, but no greeting came (a timeout or a hang-up).
+            if speaks_tls(host, port, params.timeout):
+                raise ChannelMisconfigured(
+                    f"smtp: {host}:{port} speaks TLS from the first byte (implicit TLS, "
+                    "usually port 465); set security: tls"
+                ) from None
+            raise
 
     def _tls_context(self) -> ssl.SSLContext:
         params = self._params

@@ -9,6 +9,10 @@
   `"450 4.2.1 Mailbox busy"` or `"550 5.1.1 No such user"`, or `DISCONNECT` (the server drops
   the connection instead of answering).
 - `smtputf8=False`: do not offer SMTPUTF8 (internationalized addresses, RFC 6531).
+- `echo_credentials=True`: a refused login's 535 repeats the AUTH PLAIN argument (base64 of
+  `\0user\0password`), as careless servers do.
+- `script_mail(reply, ...)`: answer the next MAIL FROM commands with these replies (a sender
+  refused, relay denied).
 - `port`: listen there (to restart a server where a client's old connection pointed).
 
 `rcpts` lists every RCPT TO received (refused ones too), to count the attempts per address.
@@ -26,6 +30,7 @@ session was under TLS and who had logged in.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -70,6 +75,7 @@ class FakeSmtp:
         password: str | None = None,
         auth_required: bool = False,
         smtputf8: bool = True,
+        echo_credentials: bool = False,
         port: int = 0,
     ) -> None:
         if security != "none" and certificate is None:
@@ -80,6 +86,7 @@ class FakeSmtp:
         self.password = password
         self.auth_required = auth_required
         self.smtputf8 = smtputf8
+        self.echo_credentials = echo_credentials
         self.host = "127.0.0.1"
         self.port = port
         self.messages: list[ReceivedMessage] = []
@@ -87,9 +94,14 @@ class FakeSmtp:
         self.rcpts: list[str] = []
         self.logins: list[str] = []
         self.failed_logins = 0
+        self._mail: deque[str] = deque()
         self._rcpt: defaultdict[str, deque[str]] = defaultdict(deque)
         self._data: defaultdict[str, deque[str]] = defaultdict(deque)
         self._controller: _Controller | None = None
+
+    def script_mail(self, *replies: str) -> None:
+        """Answer the next MAIL FROM commands with these replies, in order."""
+        self._mail.extend(replies)
 
     def script_rcpt(self, address: str, *replies: str) -> None:
         """Answer the next RCPT TO for `address` with these replies (or DISCONNECT), in order."""
@@ -150,6 +162,11 @@ class FakeSmtp:
             return AuthResult(success=True, auth_data=self.username)
         self.failed_logins += 1
         # handled=False makes aiosmtpd answer 535; the default (True) sends nothing at all.
+        if self.echo_credentials and isinstance(data, LoginPassword):
+            argument = base64.b64encode(b"\0" + data.login + b"\0" + data.password).decode()
+            return AuthResult(
+                success=False, handled=False, message=f"535 5.7.8 Bad credentials: {argument}"
+            )
         return AuthResult(success=False, handled=False)
 
     async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook names
@@ -162,6 +179,8 @@ class FakeSmtp:
     ) -> str:
         if self.auth_required and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        if self._mail:
+            return self._mail.popleft()
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"

@@ -164,6 +164,7 @@ def test_starttls_auth_and_cyrillic_arrive_intact(
     assert b"=?utf-8?" in subject.lower()
     assert [entry["event"] for entry in logs] == ["email.delivered"]
     assert PASSWORD not in str(logs)
+    assert message["Auto-Submitted"] == "auto-generated"  # RFC 3834: no auto-replies
 
 
 def test_implicit_tls(
@@ -231,8 +232,11 @@ def test_refusals_and_disconnects(
     assert type(caught.value) is expected
     if reply != DISCONNECT:
         assert reply.split(maxsplit=1)[0] in str(caught.value)
-    else:
+    elif stage == "rcpt":
         assert "closed the connection" in str(caught.value)
+    else:
+        # Dropped after the final dot: the server may have queued the message.
+        assert "outcome unknown" in str(caught.value)
     assert PASSWORD not in str(caught.value)
     # The failure of one recipient neither repeats nor blocks the next one.
     worker.send(delivery(BOB, TEXT))
@@ -249,10 +253,68 @@ def test_wrong_password_is_misconfigured_and_never_shown(
     worker = open_worker(EmailWorker, params)
     with capture_logs() as logs, pytest.raises(ChannelMisconfigured, match="535") as caught:
         worker.send(delivery(ALICE, "hi"))
-    assert server.failed_logins >= 1 and server.messages == []  # smtplib tries PLAIN, LOGIN
+    # One AUTH command, although the server offers PLAIN and LOGIN: fail2ban counts each.
+    assert server.failed_logins == 1 and server.messages == []
     assert "wrong-pass-4242" not in str(caught.value) + str(logs)
     encoded = base64.b64encode(b"wrong-pass-4242").decode()
     assert encoded not in str(caught.value)
+
+
+def test_a_non_ascii_password_logs_in(
+    smtp_server: SmtpServer, certificate: Certificate, open_worker: OpenWorker
+) -> None:
+    server = smtp_server(security="starttls", username=USER, password="пароль-ä/+=")
+    params = email_params(server, certificate, password="пароль-ä/+=")
+    open_worker(EmailWorker, params).send(delivery(ALICE, "hi"))
+    assert server.logins == [USER] and len(server.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("550 5.7.1 Relaying denied", ChannelMisconfigured),
+        ("553 5.7.1 Sender address rejected: not owned by user", ChannelMisconfigured),
+        ("552 5.3.4 Message size exceeds fixed limit", PermanentFailure),
+        ("451 4.3.0 Temporary lookup failure", TemporaryFailure),
+    ],
+)
+def test_refusals_at_mail_from(
+    smtp_server: SmtpServer,
+    certificate: Certificate,
+    open_worker: OpenWorker,
+    reply: str,
+    expected: type[DeliveryError],
+) -> None:
+    server = smtp_server(security="starttls", username=USER, password=PASSWORD)
+    server.script_mail(reply)
+    with pytest.raises(DeliveryError, match=reply[:3]) as caught:
+        open_worker(EmailWorker, email_params(server, certificate)).send(delivery(ALICE, "hi"))
+    assert type(caught.value) is expected
+
+
+@pytest.mark.parametrize(
+    ("server_mode", "channel_mode", "hint"),
+    [
+        ("starttls", "tls", "security: starttls"),
+        ("none", "tls", "security: starttls"),
+        ("tls", "starttls", "security: tls"),
+        ("tls", "none", "security: tls"),
+    ],
+)
+def test_a_tls_mode_that_does_not_match_the_port_is_misconfigured(
+    smtp_server: SmtpServer,
+    certificate: Certificate,
+    open_worker: OpenWorker,
+    server_mode: str,
+    channel_mode: str,
+    hint: str,
+) -> None:
+    server = smtp_server(security=server_mode)
+    # The greeting that an implicit-TLS server never sends is waited for `timeout` seconds.
+    params = email_params(server, certificate, security=channel_mode, timeout=1)
+    with pytest.raises(ChannelMisconfigured, match=hint):
+        open_worker(EmailWorker, params).send(delivery(ALICE, "hi"))
+    assert server.messages == []
 
 
 def test_missing_login_where_required_is_misconfigured(
