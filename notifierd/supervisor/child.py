@@ -3,6 +3,9 @@
 The loop: take a batch of deliveries from the job queue, run the worker's `send` for each,
 report the outcomes on the result pipe. A `None` on the job queue (the sentinel) ends the loop
 after everything before it is done. The process also ends by itself when its parent is gone.
+
+Everything this process tells its parent passes through `RedactingPipe`: the channel's secrets
+never leave it, in an outcome's error or a log event, however a remote spelt them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from setproctitle import setproctitle
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.logs import configure_child_logging
 from notifierd.messages import Delivery, Outcome
+from notifierd.redaction import Redactor, secret_values
 from notifierd.states import OutcomeKind
 from notifierd.workers.base import Worker
 from notifierd.workers.registry import load_worker_class
@@ -63,19 +67,50 @@ def child_main(
     # Ctrl-C reaches the whole process group; the parent decides how workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setproctitle(f"notifierd: {spec.channel} worker {spec.index}")
-    configure_child_logging(spec.log_level, results.send)
+    pipe = RedactingPipe(results, Redactor(channel_secrets(spec)))
+    configure_child_logging(spec.log_level, pipe.send)
     log = structlog.get_logger("notifierd.worker").bind(channel=spec.channel, worker=spec.index)
     try:
         worker = _start_worker(spec)
     except Exception:
         log.exception("worker.start_failed")
         sys.exit(EXIT_BOOT_FAILURE)
-    results.send(("ready", os.getpid()))
+    pipe.send(("ready", os.getpid()))
     try:
-        _serve(worker, _Links(jobs, results, current, cooldown), parent)
+        _serve(worker, _Links(jobs, pipe, current, cooldown), parent)
     finally:
         with contextlib.suppress(Exception):
             worker.close()
+
+
+def channel_secrets(spec: ChildSpec) -> list[str]:
+    """What the worker type declares secret in the channel's params; should the type not load
+    (its start-up failure is reported next), every `SecretStr` among them."""
+    try:
+        return load_worker_class(spec.worker_type).secrets(spec.params)
+    except Exception:
+        return secret_values(spec.params)
+
+
+class RedactingPipe:
+    """The result pipe, with the channel's secrets removed from what is sent on it."""
+
+    def __init__(self, connection: Connection, redactor: Redactor) -> None:
+        self._connection = connection
+        self._redactor = redactor
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "outcomes":
+            message = (kind, [self._outcome(outcome) for outcome in message[1]])
+        elif kind == "log":
+            message = (kind, message[1], self._redactor.value(message[2]))
+        self._connection.send(message)
+
+    def _outcome(self, outcome: Outcome) -> Outcome:
+        if outcome.error is None:
+            return outcome
+        return outcome._replace(error=self._redactor.text(outcome.error))
 
 
 def _start_worker(spec: ChildSpec) -> Worker:
@@ -90,7 +125,7 @@ class _Links:
     """The process's connections to its parent."""
 
     jobs: Queue[list[tuple[Any, ...]] | None]
-    results: Connection
+    results: RedactingPipe
     current: Synchronized[int]
     cooldown: Synchronized[float]
 

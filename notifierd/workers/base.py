@@ -15,7 +15,8 @@ worker process of a channel; `send` runs there, synchronously, one delivery at a
   delivery is not charged an attempt and stays queued; the channel shows the error.
 
 Any other exception is treated as a temporary failure and logged with its traceback.
-Secrets must not appear in the text of any exception raised from `send`.
+The worker process removes the channel's secrets (`Worker.secrets`), in every spelling a
+remote may echo, from each error text and log event before they leave it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from notifierd.messages import Delivery
+from notifierd.redaction import secret_values
 
 # Latin and Cyrillic letters, digits, ASCII punctuation and the typographic punctuation that
 # Russian and English texts use (SPEC "text"), plus any whitespace including line breaks.
@@ -102,6 +104,12 @@ class Worker(ABC):
         """The recipients a job of this channel fans out to: one delivery each. A worker type
         without recipients (the channel is the destination) returns one empty string."""
         return [""]
+
+    @classmethod
+    def secrets(cls, params: BaseModel) -> list[str]:
+        """The values to keep out of every error text and log line: by default each
+        `SecretStr` parameter. Override to add secrets kept in plain fields."""
+        return secret_values(params)
 
     @classmethod
     def channel_rate(cls, params: BaseModel) -> float | None:

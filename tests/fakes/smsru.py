@@ -16,6 +16,9 @@ A wrong `api_id` gets the request-level status 200. Script answers:
     fake.messages   # (number, text, sms_id, sender) of each accepted number
     fake.requests   # every request, as received
 
+With `echo_credentials = True` every `status_text` quotes the request's parameters, the
+`api_id` among them, as SMS.ru's own texts sometimes quote what they refused.
+
 Request replies are an `int` (a request-level error code), `Raw`, `Slow`, `Reset`; a bare
 `Slow` answers normally after the delay (the numbers are recorded first).
 """
@@ -26,6 +29,7 @@ import itertools
 import json
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -74,6 +78,7 @@ class FakeSmsRu(ThreadedServer):
     def __init__(self, api_id: str = DEFAULT_API_ID, balance: float = 4122.56) -> None:
         self.api_id = api_id
         self.balance = balance
+        self.echo_credentials = False
         self.requests: list[RecordedRequest] = []
         self.messages: list[SmsRuMessage] = []
         self._numbers: defaultdict[str, deque[int]] = defaultdict(deque)
@@ -128,8 +133,9 @@ class FakeSmsRu(ThreadedServer):
         answer["sms"] = per_number
         return answer
 
-    @staticmethod
-    def _answer(recorded: RecordedRequest, answer: dict[str, object]) -> web.Response:
+    def _answer(self, recorded: RecordedRequest, answer: dict[str, object]) -> web.Response:
+        if self.echo_credentials:
+            _quote_request(answer, recorded)
         if recorded.params.get("json") == "1":
             return web.json_response(answer, dumps=_dumps)
         # Without json=1 SMS.ru answers in lines: the code, then one id per number.
@@ -138,6 +144,14 @@ class FakeSmsRu(ThreadedServer):
         if isinstance(sms, dict):
             lines += [str(entry.get("sms_id", entry.get("status_code"))) for entry in sms.values()]
         return web.Response(text="\n".join(lines))
+
+
+def _quote_request(answer: dict[str, object], recorded: RecordedRequest) -> None:
+    query = urlencode(recorded.params)
+    entries = [answer, *(answer.get("sms") or {}).values()]  # type: ignore[union-attr]
+    for entry in entries:
+        if isinstance(entry, dict) and "status_text" in entry:
+            entry["status_text"] = f"{entry['status_text']} (запрос: {query})"
 
 
 def _status(code: int) -> dict[str, object]:

@@ -13,6 +13,9 @@ Script answers per `To` number; unscripted numbers are accepted:
     fake.messages   # what was accepted (and what a 500-after-recording kept)
     fake.requests   # every request, as received
 
+With `echo_credentials = True` every error message repeats the request's `Authorization`
+header (base64 of `AccountSid:AuthToken`), as a careless proxy in front of an API might.
+
 Replies: `ACCEPT`, `twilio_error(code, status=400)`, `rate_limited(retry_after=None)`,
 `server_error(status=500, code=20500, recorded=True)`, and the shared `Raw`, `Slow`, `Reset`.
 """
@@ -23,7 +26,7 @@ import base64
 import re
 import secrets
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
@@ -97,6 +100,7 @@ class FakeTwilio(ThreadedServer):
     def __init__(self, account_sid: str = DEFAULT_SID, auth_token: str = DEFAULT_TOKEN) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
+        self.echo_credentials = False
         self.requests: list[RecordedRequest] = []
         self.messages: list[TwilioMessage] = []
         self._scripts: defaultdict[str, deque[object]] = defaultdict(deque)
@@ -113,7 +117,7 @@ class FakeTwilio(ThreadedServer):
         self.requests.append(recorded)
         refusal = self._check(request, recorded)
         if refusal is not None:
-            return _error_response(refusal)
+            return _error_response(self._echoing(request, refusal))
         to = recorded.params["To"]
         script = self._scripts[to]
         delay, reply = unwrap_slow(script.popleft() if script else ACCEPT, ACCEPT)
@@ -124,8 +128,14 @@ class FakeTwilio(ThreadedServer):
         elif isinstance(reply, TwilioError):
             if reply.recorded:
                 self._keep(recorded)
-            own = _error_response(reply)
+            own = _error_response(self._echoing(request, reply))
         return await answer(request, reply, delay, own, "Twilio")
+
+    def _echoing(self, request: web.Request, error: TwilioError) -> TwilioError:
+        if not self.echo_credentials:
+            return error
+        authorization = request.headers.get("Authorization", "")
+        return replace(error, message=f"{error.message} (Authorization: {authorization})")
 
     def _check(self, request: web.Request, recorded: RecordedRequest) -> TwilioError | None:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
