@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -17,6 +18,8 @@ from notifierd.config import load_channels
 from notifierd.control.server import SocketUnavailable
 from notifierd.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, StoreError
 from notifierd.logs import configure_parent_logging
+
+PRIVATE_UMASK = 0o077
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +48,13 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(main)
 
 
+def keep_files_private() -> None:
+    """Whatever the umask, what the daemon and its workers create is theirs alone: the state
+    dir 0700, the database (and SQLite's WAL and SHM, which copy its mode) and the log file
+    0600. They hold messages and remotes' answers."""
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -54,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{settings.config}: {len(channels)} channel(s) OK: {', '.join(channels)}")
             return 0
         settings = settings.with_tokens_file()
+        keep_files_private()
         log_files = configure_parent_logging(
             settings.log_level,
             settings.log_format,

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import pytest
 import requests
 import yaml
 
@@ -160,3 +164,37 @@ def test_smtp_535_echoing_the_auth_plain_argument(
 
         assert "535" in settled_error(daemon)
         assert_nowhere(daemon, tmp_path / "notifierd.log", SECRET, SMTP_USER)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The common default umask, inherited by the daemon the test starts."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_state_dir_database_and_log_file_are_private(
+    make_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "logs" / "notifierd.log"
+    channels = "channels:\n  out:\n    worker: 'null'\n"
+    daemon = make_daemon(channels, extra_args=["--log-file", str(log_file)]).start()
+    assert daemon.send("out", "disk full").status_code == 204
+    wait_for(
+        lambda: [d for d in daemon.deliveries(channel="out") if d["state"] == "delivered"],
+        what="the delivery",
+    )
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    assert mode(daemon.state_dir) == 0o700
+    database = daemon.state_dir / "notifierd.db"
+    for path in (database, database.with_name("notifierd.db-wal"), log_file):
+        assert mode(path) == 0o600, f"{path.name} is {oct(mode(path))}"
+    shm = database.with_name("notifierd.db-shm")
+    assert not shm.exists() or mode(shm) == 0o600
