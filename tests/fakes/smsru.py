@@ -148,7 +148,8 @@ class FakeSmsRu(ThreadedServer):
 
 def _quote_request(answer: dict[str, object], recorded: RecordedRequest) -> None:
     query = urlencode(recorded.params)
-    entries = [answer, *(answer.get("sms") or {}).values()]  # type: ignore[union-attr]
+    per_number = answer.get("sms")
+    entries = [answer, *(per_number.values() if isinstance(per_number, dict) else [])]
     for entry in entries:
         if isinstance(entry, dict) and "status_text" in entry:
             entry["status_text"] = f"{entry['status_text']} (запрос: {query})"
