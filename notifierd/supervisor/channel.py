@@ -30,6 +30,7 @@ from notifierd.states import ChannelState, DeliveryState, OutcomeKind
 from notifierd.store import Store
 from notifierd.supervisor.child import ChildSpec
 from notifierd.supervisor.pacing import RecipientPacer, TokenBucket
+from notifierd.supervisor.probing import ProbeSchedule
 from notifierd.supervisor.process import WorkerProcess
 
 log = structlog.get_logger("notifierd.channel")
@@ -41,7 +42,6 @@ CRASH_BACKOFF_FIRST = 0.1
 CRASH_BACKOFF_MAX = 10.0
 STABLE_SECONDS = 10.0  # a process that ran this long resets its crash backoff
 IDLE_POLL_SECONDS = 5.0  # a safety net: the dispatcher is woken by events, not by polling
-MISCONFIGURED_BACKOFF_MAX = 300.0
 
 
 class WorkerSlot:
@@ -92,7 +92,7 @@ class ChannelRunner:
         self._cooldown: Synchronized[float] = context.Value("d", 0.0, lock=False)
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
-        self._misconfigured_backoff = channel.retry.delay
+        self._probes = ProbeSchedule(channel.retry.delay)
         rate = channel.worker_class.channel_rate(channel.params)
         self._bucket = TokenBucket(rate) if rate else None
         self._pacer = RecipientPacer(
@@ -197,6 +197,8 @@ class ChannelRunner:
         if self.cooldown_until > now:
             return self.cooldown_until - now
         limit = sum(p.free_capacity(self.channel.prefetch) for p in self.processes())
+        if self.misconfigured:
+            limit = min(limit, self._probe_room())
         if limit == 0:
             return None
         if self._bucket is not None:
@@ -212,6 +214,10 @@ class ChannelRunner:
         if handed == limit:
             return 0.0  # there may be more waiting
         return self._next_wake(claimed.next_due, now)
+
+    def _probe_room(self) -> int:
+        # A misconfigured channel sends one delivery, the probe, and waits for its answer.
+        return 0 if any(p.in_flight for p in self.processes()) else 1
 
     def _hand_out(self, deliveries: list[Delivery], now: float) -> int:
         """Give deliveries to the workers with room; what cannot go now goes back."""
@@ -329,7 +335,7 @@ class ChannelRunner:
             self.last_error = outcome.error
         if outcome.kind == OutcomeKind.DELIVERED:
             self.misconfigured = None
-            self._misconfigured_backoff = self.channel.retry.delay
+            self._probes.reset()
             series.observe_latency(now - delivery.created_at)
             attempt_line.write(logging.INFO, fields)
             return
@@ -340,11 +346,11 @@ class ChannelRunner:
             fields["retry_after"] = outcome.retry_after
         if kind is OutcomeKind.MISCONFIGURED:
             self.misconfigured = outcome.error
-            self.cool_down(now + self._misconfigured_backoff)
-            fields["retry_in"] = self._misconfigured_backoff
-            self._misconfigured_backoff = min(
-                self._misconfigured_backoff * 2, MISCONFIGURED_BACKOFF_MAX
-            )
+            # Deliveries sent alongside the one that found the problem answer while the
+            # channel already waits: only a probe's answer moves the schedule on.
+            if now >= self.cooldown_until:
+                self.cool_down(now + self._probes.next_interval())
+            fields["retry_in"] = round(self.cooldown_until - now, 3)
             self._log.error("channel.misconfigured", **fields)
             return
         attempt_line.write(

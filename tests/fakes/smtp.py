@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -94,6 +95,8 @@ class FakeSmtp:
         self.rcpts: list[str] = []
         self.logins: list[str] = []
         self.failed_logins = 0
+        #: When each refused login came (`time.monotonic()`), to measure the probe intervals.
+        self.failed_login_at: list[float] = []
         self._mail: deque[str] = deque()
         self._rcpt: defaultdict[str, deque[str]] = defaultdict(deque)
         self._data: defaultdict[str, deque[str]] = defaultdict(deque)
@@ -161,6 +164,7 @@ class FakeSmtp:
             self.logins.append(self.username)
             return AuthResult(success=True, auth_data=self.username)
         self.failed_logins += 1
+        self.failed_login_at.append(time.monotonic())
         # handled=False makes aiosmtpd answer 535; the default (True) sends nothing at all.
         if self.echo_credentials and isinstance(data, LoginPassword):
             argument = base64.b64encode(b"\0" + data.login + b"\0" + data.password).decode()
