@@ -1,11 +1,13 @@
-"""Helpers for workers that talk to a remote service: reading `Retry-After`, classifying an
-HTTP status, and keeping secrets out of the text of errors."""
+"""Helpers for workers that talk to a remote service: a session that reads bounded answers,
+reading `Retry-After`, classifying an HTTP status, and keeping secrets out of the text of
+errors."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import requests
@@ -13,6 +15,49 @@ import requests
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 
 REDACTED = "***"
+#: The longest answer a remote may give: a notification service's answer is a few kilobytes.
+MAX_ANSWER_BYTES = 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
+
+
+class AnswerTooLarge(requests.RequestException):
+    """A remote's answer was longer than `MAX_ANSWER_BYTES` (after content decoding)."""
+
+
+class BoundedSession(requests.Session):
+    """A `requests.Session` that reads at most `MAX_ANSWER_BYTES` of an answer and raises
+    `AnswerTooLarge` beyond: a broken or hostile remote's endless answer would otherwise be
+    held in the worker's memory whole. Being a `RequestException`, it is a temporary failure
+    wherever a worker handles a failed request."""
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["stream"] = True
+        response = super().request(*args, **kwargs)
+        try:
+            body = read_bounded(response, MAX_ANSWER_BYTES)
+        finally:
+            response.close()
+        # What requests itself does once it has read a body: `.content`, `.text` and
+        # `.json()` then use it.
+        response._content = body
+        return response
+
+
+def read_bounded(response: requests.Response, limit: int) -> bytes:
+    """The body of a streamed response, or `AnswerTooLarge` as soon as it passes `limit`."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise AnswerTooLarge(
+            f"the answer is {int(declared)} bytes long, more than the {limit} accepted"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(_CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            raise AnswerTooLarge(f"the answer is longer than the {limit} bytes accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -36,6 +36,7 @@ from pydantic_core import InitErrorDetails
 from notifierd import __version__
 from notifierd.messages import Delivery
 from notifierd.workers.base import Worker
+from notifierd.workers.remote import BoundedSession
 from notifierd.workers.sms_parts import GSM7_PER_PART, count_parts
 from notifierd.workers.sms_providers import (
     MAX_PARTS_LIMIT,
@@ -108,7 +109,7 @@ class SmsWorker(Worker):
         )
 
     def open(self) -> None:
-        self._session = requests.Session()
+        self._session = BoundedSession()
         self._session.headers["User-Agent"] = f"notifierd/{__version__}"
 
     def close(self) -> None:

@@ -56,6 +56,7 @@ from notifierd.errors import (
 )
 from notifierd.messages import Delivery
 from notifierd.workers.base import Worker, build_pattern
+from notifierd.workers.remote import BoundedSession
 from notifierd.workers.telegram_markup import (
     TEXT_LIMIT,
     Format,
@@ -307,7 +308,7 @@ class TelegramWorker(Worker):
     # -- the worker process ------------------------------------------------------------------
 
     def open(self) -> None:
-        self._session = requests.Session()
+        self._session = BoundedSession()
         self._session.headers["User-Agent"] = f"notifierd/{__version__}"
         for name in URLLIB3_LOGGERS:
             logging.getLogger(name).addFilter(self._log_filter)

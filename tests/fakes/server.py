@@ -2,7 +2,8 @@
 that synchronous code (a worker's `send`) and other processes (a real daemon) can talk to it.
 
 Also the pieces every HTTP fake shares: what a request looked like (`RecordedRequest`), the
-faults any fake can inject (`Raw`, `Slow`, `Reset`), and `wait_until` to poll for a condition.
+faults any fake can inject (`Raw`, `Slow`, `Reset`, `Huge`), and `wait_until` to poll for a
+condition.
 
     with run_app_in_thread(app) as base_url:
         requests.get(f"{base_url}/ping")
@@ -191,6 +192,30 @@ class Reset:
     """Close the connection with a TCP reset instead of answering."""
 
 
+@dataclass(frozen=True)
+class Huge:
+    """Answer 200 with a body of `size` bytes, streamed in chunks without a Content-Length
+    (never held whole in the fake's memory); the stream ends when the client hangs up."""
+
+    size: int
+    chunk: int = 64 * 1024
+
+
+async def stream_huge(request: web.Request, reply: Huge) -> web.StreamResponse:
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    chunk = b"x" * reply.chunk
+    sent = 0
+    try:
+        while sent < reply.size:
+            await response.write(chunk[: reply.size - sent])
+            sent += reply.chunk
+    except (ConnectionError, RuntimeError):
+        return response  # the client stopped reading, as it should
+    await response.write_eof()
+    return response
+
+
 def raw_response(reply: Raw) -> web.Response:
     return web.Response(
         status=reply.status,
@@ -219,7 +244,8 @@ async def answer(
 ) -> web.StreamResponse:
     """The end every fake's handler shares: `own` is the fake's response to a reply of its own
     kind (None when `reply` is not one); a `Raw` reply is sent as it is, a `Reset` aborts the
-    connection, anything else is a mistake in the test. The response leaves after `delay`."""
+    connection, a `Huge` streams its body, anything else is a mistake in the test. The
+    response leaves after `delay`."""
     response: web.StreamResponse
     if own is not None:
         response = own
@@ -227,6 +253,8 @@ async def answer(
         response = raw_response(reply)
     elif isinstance(reply, Reset):
         return reset_connection(request)
+    elif isinstance(reply, Huge):
+        return await stream_huge(request, reply)
     else:
         raise TypeError(f"not a {kind} reply: {reply!r}")
     if delay:
