@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
 import os
 import queue
 import signal
@@ -62,8 +63,10 @@ def child_main(
     `current` tells the parent which delivery is being sent (so that, should this process die,
     only that one is charged an attempt); `cooldown` is shared by the channel's processes: the
     time until which none of them may send (a remote's Retry-After, a misconfiguration)."""
-    parent = os.getppid()
     _die_with_parent()
+    parent = _parent_pid()
+    if os.getppid() != parent:
+        return  # the parent died while this process started (before it could ask to die too)
     # Ctrl-C reaches the whole process group; the parent decides how workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setproctitle(f"notifierd: {spec.channel} worker {spec.index}")
@@ -75,12 +78,23 @@ def child_main(
     except Exception:
         log.exception("worker.start_failed")
         sys.exit(EXIT_BOOT_FAILURE)
-    pipe.send(("ready", os.getpid()))
     try:
+        pipe.send(("ready", os.getpid()))
         _serve(worker, _Links(jobs, pipe, current, cooldown), parent)
+    except BrokenPipeError:
+        # The parent is gone: an exiting process closes its files a moment before the kernel
+        # sends its children their death signal. Nobody is left to tell.
+        pass
     finally:
         with contextlib.suppress(Exception):
             worker.close()
+
+
+def _parent_pid() -> int:
+    """The pid of the process that started this one, even if it has died since (then
+    `os.getppid()` already names another)."""
+    parent = multiprocessing.parent_process()
+    return os.getppid() if parent is None or parent.pid is None else parent.pid
 
 
 def channel_secrets(spec: ChildSpec) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -149,6 +150,15 @@ class WorkerProcess:
         self._on_exit(self)
 
 
+# multiprocessing's resource tracker (a process it starts with the first queue) removes the
+# queues' named semaphores when the daemon is killed with -9, as it should, and warns about
+# each of these "leaks" on stderr: noise nobody can act on. It takes its warning filters from
+# this process's -W options.
+QUIET_RESOURCE_TRACKER = "ignore:resource_tracker:UserWarning"
+
+
 def spawn_context() -> SpawnContext:
+    if QUIET_RESOURCE_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(QUIET_RESOURCE_TRACKER)
     # Never fork from the running loop and its threads: start children fresh.
     return multiprocessing.get_context("spawn")
