@@ -70,7 +70,7 @@ from notifierd.errors import (
 )
 from notifierd.messages import Delivery
 from notifierd.workers.base import Worker
-from notifierd.workers.remote import excerpt, redact
+from notifierd.workers.remote import excerpt
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -200,13 +200,13 @@ def build_message(
     return message
 
 
-def classify(exc: Exception, secrets: list[str]) -> DeliveryError:
+def classify(exc: Exception) -> DeliveryError:
     """What a failure of an SMTP session means for the delivery."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code, reply = next(iter(exc.recipients.values()), (-1, b""))
-        return _by_code("recipient refused", code, reply, secrets)
+        return _by_code("recipient refused", code, reply)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return ChannelMisconfigured(f"smtp: {redact(str(exc), secrets)}")
+        return ChannelMisconfigured(f"smtp: {exc}")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return ChannelMisconfigured(
             f"smtp: the server's TLS certificate is not trusted ({exc.verify_message}); "
@@ -218,9 +218,7 @@ def classify(exc: Exception, secrets: list[str]) -> DeliveryError:
             "a plain or STARTTLS port; set security: starttls (usually port 587)"
         )
     if isinstance(exc, smtplib.SMTPSenderRefused) and _refuses_sender(exc.smtp_code):
-        return _by_code(
-            "sender refused", exc.smtp_code, exc.smtp_error, secrets, misconfigured=True
-        )
+        return _by_code("sender refused", exc.smtp_code, exc.smtp_error, misconfigured=True)
     if isinstance(exc, smtplib.SMTPResponseException):
         what = {
             smtplib.SMTPAuthenticationError: "login refused",
@@ -229,12 +227,12 @@ def classify(exc: Exception, secrets: list[str]) -> DeliveryError:
             smtplib.SMTPConnectError: "greeting refused",
             smtplib.SMTPHeloError: "EHLO refused",
         }.get(type(exc), "command refused")
-        return _by_code(what, exc.smtp_code, exc.smtp_error, secrets)
+        return _by_code(what, exc.smtp_code, exc.smtp_error)
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return TemporaryFailure(f"smtp: the server closed the connection: {exc}")
     if isinstance(exc, TimeoutError):
         return TemporaryFailure("smtp: timed out")
-    return TemporaryFailure(f"smtp: {type(exc).__name__}: {redact(str(exc), secrets)}")
+    return TemporaryFailure(f"smtp: {type(exc).__name__}: {exc}")
 
 
 def without_smtputf8(sender: str, recipient: str) -> DeliveryError:
@@ -257,10 +255,10 @@ def _refuses_sender(code: int) -> bool:
 
 
 def _by_code(
-    what: str, code: int, reply: bytes | str, secrets: list[str], *, misconfigured: bool = False
+    what: str, code: int, reply: bytes | str, *, misconfigured: bool = False
 ) -> DeliveryError:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    message = redact(f"smtp: {what}: {code} {excerpt(text)}", secrets)
+    message = f"smtp: {what}: {code} {excerpt(text)}"
     if misconfigured or code in MISCONFIGURED_CODES:
         return ChannelMisconfigured(message)
     if 500 <= code < 600:
@@ -355,10 +353,6 @@ class EmailWorker(Worker):
         assert isinstance(self.params, EmailParams)
         return self.params
 
-    def _secrets(self) -> list[str]:
-        password = self._params.password
-        return [] if password is None else [password.get_secret_value()]
-
     def close(self) -> None:
         self._drop(polite=True)
 
@@ -385,10 +379,10 @@ class EmailWorker(Worker):
             self._drop(polite=False)
             if sent and not isinstance(exc, smtplib.SMTPResponseException):
                 raise outcome_unknown(exc) from None
-            raise classify(exc, self._secrets()) from None
+            raise classify(exc) from None
         if refused:
             code, reply = refused[recipient]
-            raise _by_code("recipient refused", code, reply, self._secrets())
+            raise _by_code("recipient refused", code, reply)
         log.info(
             "email.delivered",
             channel=delivery.channel,

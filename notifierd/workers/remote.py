@@ -8,13 +8,12 @@ import time
 from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import requests
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
+from notifierd.redaction import Redactor
 
-REDACTED = "***"
 #: The longest answer a remote may give: a notification service's answer is a few kilobytes.
 MAX_ANSWER_BYTES = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
@@ -80,13 +79,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret, raw or URL-encoded, replaced by `***`."""
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-            text = text.replace(form, REDACTED)
-    return text
+    """`text` with every spelling of every secret replaced by `***` (see `Redactor`). The
+    worker process redacts each error and log event that leaves it whatever the worker did;
+    this is for a worker (or plugin) that wants a text clean where it builds it."""
+    return Redactor(secrets).text(text)
 
 
 def excerpt(text: str, limit: int = 200) -> str:
