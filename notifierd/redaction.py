@@ -105,6 +105,11 @@ class Redactor:
         ordered = sorted(forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
 
+    @property
+    def active(self) -> bool:
+        """Whether there is anything to redact (a channel without secrets: nothing)."""
+        return self._pattern is not None
+
     def text(self, text: str) -> str:
         if self._pattern is None:
             return text

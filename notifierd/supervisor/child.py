@@ -114,12 +114,16 @@ class RedactingPipe:
         self._redactor = redactor
 
     def send(self, message: tuple[Any, ...]) -> None:
+        # A channel without secrets (the null worker's hot path) sends as it did.
+        self._connection.send(self._redacted(message) if self._redactor.active else message)
+
+    def _redacted(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
         kind = message[0]
         if kind == "outcomes":
-            message = (kind, [self._outcome(outcome) for outcome in message[1]])
-        elif kind == "log":
-            message = (kind, message[1], self._redactor.value(message[2]))
-        self._connection.send(message)
+            return (kind, [self._outcome(outcome) for outcome in message[1]])
+        if kind == "log":
+            return (kind, message[1], self._redactor.value(message[2]))
+        return message
 
     def _outcome(self, outcome: Outcome) -> Outcome:
         if outcome.error is None:
