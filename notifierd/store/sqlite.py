@@ -22,6 +22,7 @@ import contextlib
 import random
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 from notifierd.config import RetryPolicy
 from notifierd.errors import StoreError
 from notifierd.messages import Delivery, Outcome
-from notifierd.states import RETRYABLE_STATES, DeliveryState, OutcomeKind
+from notifierd.states import RETRYABLE_STATES, OutcomeKind
 from notifierd.store.base import (
     AttemptRecord,
     ClaimResult,
@@ -41,6 +42,7 @@ from notifierd.store.base import (
     Store,
     StoreCounts,
 )
+from notifierd.store.counts import EXPIRED, LEASED, QUEUED, CountChanges, DeliveryCounts
 from notifierd.store.sqlite_outcomes import apply_delivered, apply_outcome
 from notifierd.store.sqlite_rows import RowsInsert
 from notifierd.store.sqlite_schema import FINISHED, SCHEMA
@@ -76,6 +78,9 @@ class SqliteStore(Store):
         #: The id the next job gets: the writer is the only one to insert jobs, so it is known
         #: in advance (None: read it from the table at the next insert).
         self._next_job_id: int | None = None
+        self._counts = DeliveryCounts()
+        #: The count changes of the transaction being built (see `store.counts`).
+        self._changes = CountChanges()
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -85,6 +90,7 @@ class SqliteStore(Store):
         try:
             self._write_conn = await loop.run_in_executor(self._writer, self._connect_writer)
             self._read_conn = await loop.run_in_executor(self._reader, self._connect_reader)
+            await loop.run_in_executor(self._writer, self._count_all, self._write_conn)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
 
@@ -108,6 +114,18 @@ class SqliteStore(Store):
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
         return conn
+
+    def _count_all(self, conn: sqlite3.Connection) -> None:
+        """The one full count: from here on, the counts follow the transitions."""
+        now = time.time()
+        by_state = conn.execute(
+            "SELECT channel, state, COUNT(*) FROM deliveries GROUP BY 1, 2"
+        ).fetchall()
+        due_later = conn.execute(
+            "SELECT channel, due_at FROM deliveries WHERE state = 'queued' AND due_at > ?",
+            (now,),
+        ).fetchall()
+        self._counts.reset(by_state, due_later)
 
     def _connect_reader(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None)
@@ -146,6 +164,7 @@ class SqliteStore(Store):
             self._idle.set()
             return
         futures = [future for _, _, future in jobs] + [future for _, future in batch]
+        changes = self._changes = CountChanges()
         conn = self._write_conn
         if conn is None:
             self._settle(futures, None, StoreError("the store is closed"))
@@ -159,7 +178,7 @@ class SqliteStore(Store):
             self._settle(futures, None, StoreError(f"could not write to {self.path}: {exc}"))
             return
         commit = self._running_loop().run_in_executor(self._writer, self._commit, conn)
-        commit.add_done_callback(lambda done: self._committed(done, futures, results))
+        commit.add_done_callback(lambda done: self._committed(done, futures, results, changes))
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         try:
@@ -173,9 +192,12 @@ class SqliteStore(Store):
         commit: asyncio.Future[None],
         futures: list[asyncio.Future[Any]],
         results: list[tuple[bool, Any]],
+        changes: CountChanges,
     ) -> None:
         exc = commit.exception()
         error = None if exc is None else StoreError(f"could not commit to {self.path}: {exc}")
+        if error is None:
+            self._counts.apply(changes)
         self._settle(futures, results, error)
 
     def _settle(
@@ -200,12 +222,13 @@ class SqliteStore(Store):
         else:
             self._idle.set()
 
-    @staticmethod
-    def _run(conn: sqlite3.Connection, operation: Operation) -> tuple[bool, Any]:
+    def _run(self, conn: sqlite3.Connection, operation: Operation) -> tuple[bool, Any]:
         conn.execute(_SAVEPOINT)
+        mark = self._changes.mark()
         try:
             value = operation(conn)
         except Exception as exc:
+            self._changes.undo(mark)
             conn.execute(_ROLLBACK)
             conn.execute(_RELEASE)
             return False, _as_store_error(exc)
@@ -233,10 +256,32 @@ class SqliteStore(Store):
             conn.execute(_ROLLBACK)
             conn.execute(_RELEASE)
             self._next_job_id = None
-            return [self._run(conn, _insert_one(job, now)) for job, now, _ in jobs]
+            return [self._run(conn, self._insert_one(job, now)) for job, now, _ in jobs]
         conn.execute(_RELEASE)
+        for _, job, now in numbered:
+            self._count_added(job, now)
         self._next_job_id = first + len(numbered)
         return [(True, i) for i, _, _ in numbered]
+
+    def _insert_one(self, job: NewJob, now: float) -> Operation:
+        def run(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "INSERT INTO jobs (channel, message, created_at) VALUES (?, ?, ?)",
+                (job.channel, job.message, now),
+            )
+            job_id = cursor.lastrowid
+            assert job_id is not None
+            _INSERT_DELIVERIES.run(conn, _delivery_rows(job_id, job, now))
+            self._count_added(job, now)
+            return job_id
+
+        return run
+
+    def _count_added(self, job: NewJob, now: float) -> None:
+        self._changes.move(job.channel, None, QUEUED, len(job.recipients))
+        if job.delay > 0:
+            for _ in job.recipients:
+                self._changes.queued_until(job.channel, now + job.delay, now)
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         self._next_job_id = None  # the ids of the jobs rolled back are free again
@@ -258,12 +303,15 @@ class SqliteStore(Store):
 
     async def recover(self, now: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
+            rows = conn.execute(
                 "UPDATE deliveries SET state = 'queued', lease_token = NULL, leased_until = NULL,"
-                " updated_at = ? WHERE state = 'leased'",
+                " updated_at = ? WHERE state = 'leased' RETURNING channel, due_at",
                 (now,),
-            )
-            return cursor.rowcount
+            ).fetchall()
+            for channel, due_at in rows:
+                self._changes.move(channel, LEASED, QUEUED)
+                self._changes.queued_until(channel, due_at, now)
+            return len(rows)
 
         return int(await self._write(run))
 
@@ -297,6 +345,8 @@ class SqliteStore(Store):
             ).fetchall()
             # RETURNING gives rows in no promised order: restore "oldest due first".
             rows.sort(key=lambda row: (row[4], row[0]))
+            if rows:
+                self._changes.move(channel, QUEUED, LEASED, len(rows))
             messages = _messages(conn, {row[1] for row in rows})
             next_due = conn.execute(
                 "SELECT MIN(due_at) FROM deliveries WHERE state = 'queued' AND channel = ?",
@@ -330,11 +380,12 @@ class SqliteStore(Store):
         spreads = [0.0 if o.kind == OutcomeKind.DELIVERED else draw(-1, 1) for o in outcomes]
 
         def run(conn: sqlite3.Connection) -> list[str | None]:
-            delivered = apply_delivered(conn, outcomes, now)
+            changes = self._changes
+            delivered = apply_delivered(conn, outcomes, now, changes)
             return [
                 delivered.get(index)
                 if outcome.kind == OutcomeKind.DELIVERED
-                else apply_outcome(conn, outcome, policy, now, spread)
+                else apply_outcome(conn, outcome, policy, now, spread, changes=changes)
                 for index, (outcome, spread) in enumerate(zip(outcomes, spreads, strict=True))
             ]
 
@@ -344,13 +395,15 @@ class SqliteStore(Store):
     async def expire(self, now: float) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             expired: dict[str, int] = {}
-            for (channel,) in conn.execute(
+            for channel, due_at in conn.execute(
                 "UPDATE deliveries SET state = 'expired', updated_at = ?,"
                 " last_error = COALESCE(last_error, 'time-to-live passed before delivery')"
-                " WHERE state = 'queued' AND expires_at <= ? RETURNING channel",
+                " WHERE state = 'queued' AND expires_at <= ? RETURNING channel, due_at",
                 (now, now),
             ):
                 expired[channel] = expired.get(channel, 0) + 1
+                self._changes.move(channel, QUEUED, EXPIRED)
+                self._changes.dequeued_early(channel, due_at, now)
             return expired
 
         result: dict[str, int] = await self._write(run)
@@ -374,7 +427,9 @@ class SqliteStore(Store):
                     OutcomeKind.LAPSED,
                     error="the worker held the delivery past its lease",
                 )
-                state = apply_outcome(conn, outcome, policy, now, draw(-1, 1))
+                state = apply_outcome(
+                    conn, outcome, policy, now, draw(-1, 1), changes=self._changes
+                )
                 if state is not None:
                     lapsed.append(Lapsed(delivery_id, channel, state))
             return lapsed
@@ -383,26 +438,10 @@ class SqliteStore(Store):
         return result
 
     async def counts(self, now: float) -> dict[str, StoreCounts]:
-        def run(conn: sqlite3.Connection) -> dict[str, StoreCounts]:
-            counts: dict[str, StoreCounts] = {}
-            for channel, state, due_later, number in conn.execute(
-                "SELECT channel, state, state = 'queued' AND due_at > ?, COUNT(*)"
-                " FROM deliveries GROUP BY 1, 2, 3",
-                (now,),
-            ):
-                entry = counts.setdefault(channel, StoreCounts())
-                if state == DeliveryState.QUEUED:
-                    if due_later:
-                        entry.delayed += number
-                    else:
-                        entry.queued += number
-                elif state == DeliveryState.LEASED:
-                    entry.in_flight += number
-                elif hasattr(entry, state):
-                    setattr(entry, state, getattr(entry, state) + number)
-            return counts
-
-        return await self._read(run)
+        """From memory (see `store.counts`): no scan of the deliveries."""
+        if self._write_conn is None:
+            raise StoreError("the store is closed")
+        return self._counts.snapshot(now)
 
     async def list_deliveries(
         self, channel: str | None, state: str | None, limit: int
@@ -434,11 +473,12 @@ class SqliteStore(Store):
         def run(conn: sqlite3.Connection) -> int:
             clauses, arguments = _filters(channel=channel, state=state, ids=id_list)
             rows = conn.execute(
-                f"SELECT id, channel FROM deliveries{clauses}"
+                f"SELECT id, channel, state FROM deliveries{clauses}"
                 f"{' AND' if clauses else ' WHERE'} state IN ({','.join('?' * len(terminal))})",
                 (*arguments, *terminal),
             ).fetchall()
-            for delivery_id, delivery_channel in rows:
+            for delivery_id, delivery_channel, old_state in rows:
+                self._changes.move(delivery_channel, old_state, QUEUED)
                 ttl = (ttl_for or {}).get(delivery_channel, 86400.0)
                 conn.execute(
                     "UPDATE deliveries SET state = 'queued', attempts = 0, due_at = ?,"
@@ -452,15 +492,16 @@ class SqliteStore(Store):
 
     async def prune(self, before: float, limit: int) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    f"SELECT id FROM deliveries WHERE {FINISHED} AND updated_at < ? LIMIT ?",
-                    (before, limit),
-                )
-            ]
-            if not ids:
+            rows = conn.execute(
+                f"SELECT id, channel, state FROM deliveries WHERE {FINISHED} AND updated_at < ?"
+                " LIMIT ?",
+                (before, limit),
+            ).fetchall()
+            if not rows:
                 return 0
+            ids = [row[0] for row in rows]
+            for _, channel, state in rows:
+                self._changes.move(channel, state, None)
             marks = ",".join("?" * len(ids))
             jobs = [
                 row[0]
@@ -547,20 +588,6 @@ def _delivery_rows(job_id: int, job: NewJob, now: float) -> list[tuple[Any, ...]
         (job_id, job.channel, recipient, due_at, expires_at, now, now)
         for recipient in job.recipients
     ]
-
-
-def _insert_one(job: NewJob, now: float) -> Operation:
-    def run(conn: sqlite3.Connection) -> int:
-        cursor = conn.execute(
-            "INSERT INTO jobs (channel, message, created_at) VALUES (?, ?, ?)",
-            (job.channel, job.message, now),
-        )
-        job_id = cursor.lastrowid
-        assert job_id is not None
-        _INSERT_DELIVERIES.run(conn, _delivery_rows(job_id, job, now))
-        return job_id
-
-    return run
 
 
 def _messages(conn: sqlite3.Connection, job_ids: set[int]) -> dict[int, str]:

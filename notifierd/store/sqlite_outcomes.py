@@ -10,6 +10,7 @@ from notifierd.config import RetryPolicy
 from notifierd.lifecycle import after_outcome
 from notifierd.messages import Outcome
 from notifierd.states import DeliveryState, OutcomeKind
+from notifierd.store.counts import CountChanges
 from notifierd.store.sqlite_rows import RowsInsert
 
 # Outcomes per statement: their ids, or their attempts' rows (6 values each), stay under
@@ -20,25 +21,28 @@ _INSERT_ATTEMPTS = RowsInsert(
     "INSERT INTO attempts (delivery_id, attempt, finished_at, outcome, duration, error)",
     "(?, ?, ?, ?, ?, ?)",
 )
+LEASED = DeliveryState.LEASED.value
+DELIVERED = DeliveryState.DELIVERED.value
 # Outcomes that report no attempt: nothing was sent, so the journal records nothing.
 NO_ATTEMPT = frozenset({OutcomeKind.UNSTARTED, OutcomeKind.EXPIRED})
 
 
 def apply_delivered(
-    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float, changes: CountChanges
 ) -> dict[int, str | None]:
     """Apply the DELIVERED outcomes among `outcomes` with two statements in all, not two each:
     the transition does not depend on the row. Returns, by position in `outcomes`, the new
     state or None when the lease was not current (the answer is ignored)."""
     positions = [i for i, outcome in enumerate(outcomes) if outcome.kind == OutcomeKind.DELIVERED]
     states: dict[int, str | None] = {}
+    by_channel: dict[str, int] = {}
     for start in range(0, len(positions), CHUNK):
         chunk = positions[start : start + CHUNK]
         ids = [outcomes[i].id for i in chunk]
         current = {
-            delivery_id: (token, attempts)
-            for delivery_id, token, attempts in conn.execute(
-                "SELECT id, lease_token, attempts FROM deliveries"
+            delivery_id: (token, attempts, channel)
+            for delivery_id, token, attempts, channel in conn.execute(
+                "SELECT id, lease_token, attempts, channel FROM deliveries"
                 f" WHERE state = 'leased' AND id IN ({','.join('?' * len(ids))})",
                 ids,
             )
@@ -47,8 +51,9 @@ def apply_delivered(
         journal: list[tuple[int, int, float, str, float, None]] = []
         for i in chunk:
             outcome = outcomes[i]
-            token, attempts = current.get(outcome.id, (None, 0))
+            token, attempts, channel = current.get(outcome.id, (None, 0, ""))
             if token == outcome.lease_token:
+                by_channel[channel] = by_channel.get(channel, 0) + 1
                 # The same delivery answered twice in one batch counts once, as one by one.
                 del current[outcome.id]
                 states[i] = DeliveryState.DELIVERED.value
@@ -65,20 +70,28 @@ def apply_delivered(
                 [now, *applied],
             )
             _INSERT_ATTEMPTS.run(conn, journal)
+    for channel, number in by_channel.items():
+        changes.move(channel, LEASED, DELIVERED, number)
     return states
 
 
 def apply_outcome(
-    conn: sqlite3.Connection, outcome: Outcome, policy: RetryPolicy, now: float, spread: float
+    conn: sqlite3.Connection,
+    outcome: Outcome,
+    policy: RetryPolicy,
+    now: float,
+    spread: float,
+    *,
+    changes: CountChanges,
 ) -> str | None:
     row = conn.execute(
-        "SELECT attempts, expires_at FROM deliveries"
+        "SELECT attempts, expires_at, channel, due_at FROM deliveries"
         " WHERE id = ? AND state = 'leased' AND lease_token = ?",
         (outcome.id, outcome.lease_token),
     ).fetchone()
     if row is None:
         return None  # a late answer for a lease that is no longer current
-    attempts, expires_at = row
+    attempts, expires_at, channel, due_at = row
     kind = OutcomeKind(outcome.kind)
     if kind not in NO_ATTEMPT:
         _INSERT_ATTEMPTS.run(
@@ -111,4 +124,10 @@ def apply_outcome(
             outcome.id,
         ),
     )
-    return transition.state.value
+    state = transition.state.value
+    changes.move(channel, LEASED, state)
+    if state == DeliveryState.QUEUED:
+        changes.queued_until(
+            channel, due_at if transition.due_at is None else transition.due_at, now
+        )
+    return state
