@@ -15,9 +15,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from notifierd.api.access_log import AccessLogger
+from notifierd import __version__
 from notifierd.api.app import build_app
 from notifierd.api.auth import auth_summary, protected_routes
+from notifierd.api.responses import counting_access_logger
 from notifierd.api.validation import SendRequest
 from notifierd.config import Channel
 from notifierd.control.server import CommandError, ControlServer
@@ -74,6 +75,7 @@ class Daemon:
                 "stop": self._cmd_stop,
                 "start": self._cmd_start,
                 "jobs": self._cmd_jobs,
+                "deliveries": self._cmd_deliveries,
                 "retry": self._cmd_retry,
             },
         )
@@ -101,7 +103,24 @@ class Daemon:
 
     async def metrics_text(self) -> bytes:
         counts = await self.store.counts(time.time())
-        return self.metrics.render(counts, list(self._channels), self.paused)
+        return self.metrics.render(
+            counts, list(self._channels), self.paused, self._channel_states()
+        )
+
+    def health(self) -> dict[str, Any]:
+        status = "stopping" if self.stopping else "paused" if self.paused else "ok"
+        return {
+            "status": status,
+            "paused": self.paused,
+            "version": __version__,
+            "channels": self._channel_states(),
+        }
+
+    def _channel_states(self) -> dict[str, str]:
+        return {
+            name: runner.state(self.paused, name in self._stopped_channels).value
+            for name, runner in self._runners.items()
+        }
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -147,6 +166,8 @@ class Daemon:
                 database=str(self.settings.database_path),
                 channels=sorted(self._channels),
                 paused=self.paused,
+                # Kept from `notifierctl stop` before the restart, until `notifierctl start`.
+                stopped_channels=sorted(self._stopped_channels & set(self._channels)),
                 recovered_leases=recovered,
                 auth=auth_summary(
                     self.settings.api_tokens,
@@ -174,8 +195,11 @@ class Daemon:
         )
         self._http = web.AppRunner(
             app,
-            access_log=logging.getLogger("aiohttp.access") if self.settings.access_log else None,
-            access_log_class=AccessLogger,
+            # Always installed: it counts the responses, and writes lines if access_log.
+            access_log=logging.getLogger("aiohttp.access"),
+            access_log_class=counting_access_logger(
+                self.metrics.http_responses.counts, self.settings.access_log
+            ),
             handle_signals=False,
         )
         await self._http.setup()
@@ -374,8 +398,8 @@ class Daemon:
         await self.store.set_flag(STOPPED_FLAG + name, "1")
         self._stopped_channels.add(name)
         runner.deactivate()
-        log.warning("channel.stopped", channel=name)
-        return {"channel": name, "state": "stopped"}
+        log.warning("channel.stopped", channel=name, until="notifierctl start")
+        return {"channel": name, "state": "stopped", "kept_across_restarts": True}
 
     async def _cmd_start(self, args: dict[str, Any]) -> dict[str, Any]:
         runner = self._runner(args)
@@ -388,7 +412,7 @@ class Daemon:
         log.warning("channel.started", channel=name)
         return {"channel": name, "state": runner.state(self.paused, False).value}
 
-    async def _cmd_jobs(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    def _listing_filters(self, args: dict[str, Any]) -> tuple[str | None, str | None, int]:
         channel = args.get("channel")
         if channel is not None:
             self._runner(args)
@@ -396,25 +420,47 @@ class Daemon:
         if state is not None and state not in {s.value for s in DeliveryState}:
             raise CommandError(f"unknown state {state!r}")
         limit = args.get("limit", 50)
-        if not isinstance(limit, int) or limit < 1:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise CommandError("limit must be a positive whole number")
-        records = await self.store.list_deliveries(channel, state, limit)
+        return channel, state, limit
+
+    async def _cmd_jobs(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return [asdict(job) for job in await self.store.list_jobs(*self._listing_filters(args))]
+
+    async def _cmd_deliveries(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        records = await self.store.list_deliveries(*self._listing_filters(args))
         return [asdict(record) for record in records]
 
     async def _cmd_retry(self, args: dict[str, Any]) -> dict[str, Any]:
-        ids = args.get("ids") or []
-        channel = args.get("channel")
-        state = args.get("state")
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-            raise CommandError("ids must be whole numbers")
-        if not ids and channel is None:
-            raise CommandError("name delivery ids, or a channel and a state")
-        if channel is not None:
-            self._runner(args)
-        if state is not None and state not in {s.value for s in RETRYABLE_STATES}:
-            raise CommandError("only dead, failed or expired deliveries can be retried")
+        """By job ids (`jobs`), delivery ids (`deliveries`), or a channel and a state."""
         ttl_for = {name: float(c.ttl) for name, c in self._channels.items()}
-        count = await self.store.requeue(time.time(), ids, channel, state, ttl_for)
+        now = time.time()
+        results: list[dict[str, Any]] = []
+        if "jobs" in args or "deliveries" in args:
+            by_job = "jobs" in args
+            ids = args["jobs" if by_job else "deliveries"]
+            if not isinstance(ids, list) or not ids or not all(_is_id(i) for i in ids):
+                raise CommandError("ids must be a list of positive whole numbers")
+            done = await self.store.requeue_each(now, ids, by_job=by_job, ttl_for=ttl_for)
+            for item, retried in done.items():
+                if retried is None:
+                    results.append({"id": item, "found": False, "requeued": 0, "untouched": {}})
+                else:
+                    results.append({"id": item, "found": True, **asdict(retried)})
+            count = sum(result["requeued"] for result in results)
+        else:
+            channel = args.get("channel")
+            state = args.get("state")
+            if channel is None:
+                raise CommandError("name job ids, delivery ids, or a channel and a state")
+            self._runner(args)
+            if state is not None and state not in {s.value for s in RETRYABLE_STATES}:
+                raise CommandError("only dead, failed or expired deliveries can be retried")
+            count = await self.store.requeue(now, (), channel, state, ttl_for)
         for runner in self._runners.values():
             runner.wake()
-        return {"requeued": count}
+        return {"requeued": count, "results": results}
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

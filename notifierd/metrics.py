@@ -1,16 +1,18 @@
 """Prometheus metrics (`GET /metrics`): counters per channel, deliveries by state, the
-accept-to-delivered latency, worker restarts and the maintenance flag."""
+accept-to-delivered latency, worker restarts, each channel's state, the maintenance flag, the
+HTTP responses by route and status, the build and the process."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from itertools import accumulate
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -19,7 +21,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from notifierd.states import DeliveryState
+from notifierd import __version__
+from notifierd.states import ChannelState, DeliveryState
 from notifierd.store.base import StoreCounts
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -102,6 +105,25 @@ class HotSeries(Collector):
         yield latency
 
 
+class ResponseSeries(Collector):
+    """HTTP responses by route pattern and status, counted as plain numbers by the access
+    logger (every request passes there; a prometheus_client child would take a lock each)."""
+
+    def __init__(self) -> None:
+        #: (route pattern, status) -> responses
+        self.counts: dict[tuple[str, int], int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "notifierd_http_responses",
+            "HTTP responses by route pattern and status.",
+            labels=["route", "status"],
+        )
+        for (route, status), count in sorted(self.counts.items()):
+            family.add_metric([route, str(status)], count)
+        yield family
+
+
 class Metrics:
     def __init__(self, channels: list[str]) -> None:
         # The *_created series double the output and tell nothing a daemon's start time does not.
@@ -110,6 +132,21 @@ class Metrics:
         labels = ["channel"]
         self._series: dict[str, ChannelSeries] = {}
         self.registry.register(HotSeries(self._series))
+        self.http_responses = ResponseSeries()
+        self.registry.register(self.http_responses)
+        ProcessCollector(registry=self.registry)
+        Gauge(
+            "notifierd_build_info",
+            "Always 1; the version of notifierd in its label.",
+            ["version"],
+            registry=self.registry,
+        ).labels(__version__).set(1)
+        self.channel_state = Gauge(
+            "notifierd_channel_state",
+            "1 for the state each channel is in, 0 for the others.",
+            ["channel", "state"],
+            registry=self.registry,
+        )
         self.worker_restarts = Counter(
             "notifierd_worker_restarts",
             "Worker processes that died and were replaced.",
@@ -139,9 +176,19 @@ class Metrics:
     def count_state(self, channel: str, state: str, number: int = 1) -> None:
         self.channel(channel).count_state(state, number)
 
-    def render(self, counts: dict[str, StoreCounts], channels: list[str], paused: bool) -> bytes:
+    def render(
+        self,
+        counts: dict[str, StoreCounts],
+        channels: list[str],
+        paused: bool,
+        states: Mapping[str, str],
+    ) -> bytes:
+        """The exposition text; `states` is each channel's `ChannelState` value."""
         for channel in channels:
             for state, number in counts.get(channel, StoreCounts()).by_state().items():
                 self.deliveries.labels(channel, state).set(number)
+        for channel, current in states.items():
+            for state in ChannelState:
+                self.channel_state.labels(channel, state.value).set(state == current)
         self.paused.set(1 if paused else 0)
         return generate_latest(self.registry)

@@ -171,7 +171,7 @@ class Daemon:
         return next(c for c in status["channels"] if c["name"] == name)
 
     def deliveries(self, **filters: Any) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.call("jobs", limit=10000, **filters)
+        result: list[dict[str, Any]] = self.call("deliveries", limit=10000, **filters)
         return result
 
     # -- its log ----------------------------------------------------------------------------

@@ -40,6 +40,9 @@ class Intake(Protocol):
     async def metrics_text(self) -> bytes:
         """The Prometheus exposition text."""
 
+    def health(self) -> dict[str, Any]:
+        """What `GET /api/health` shows: answered even in maintenance."""
+
 
 MAX_ID_DIGITS = 18
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -118,6 +121,11 @@ async def ping(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+async def health(request: web.Request) -> web.StreamResponse:
+    # 200 whenever the process serves: a liveness probe must not kill a paused instance.
+    return web.json_response(request.app[INTAKE].health(), dumps=_dumps)
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as the JSON shape of DESIGN §4, never as a traceback or HTML."""
@@ -154,5 +162,6 @@ def build_app(
     app.router.add_post("/api/send/{channel}", send, name="send")
     app.router.add_get("/api/jobs/{job_id}", job, name="jobs")
     app.router.add_get("/api/ping", ping, name="ping")
+    app.router.add_get("/api/health", health, name="health")
     app.router.add_get("/metrics", metrics, name="metrics")
     return app

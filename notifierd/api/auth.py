@@ -14,7 +14,10 @@ PROTECTED = frozenset({"send", "jobs"})
 
 
 def protected_routes(auth_ping: bool, auth_metrics: bool) -> frozenset[str]:
-    return PROTECTED | {name for name, on in (("ping", auth_ping), ("metrics", auth_metrics)) if on}
+    # /api/health goes with ping: both are probes, and whatever may call one (a load balancer,
+    # an orchestrator's liveness check) may call the other.
+    optional = (("ping", auth_ping), ("health", auth_ping), ("metrics", auth_metrics))
+    return PROTECTED | {name for name, on in optional if on}
 
 
 def auth_summary(tokens: tuple[str, ...], protected: frozenset[str]) -> str:

@@ -1,20 +1,22 @@
-"""`notifierctl`: pause, resume, start and stop channels, show status, inspect and retry
-deliveries — over the daemon's control socket."""
+"""`notifierctl`: pause, resume, start and stop channels, show status, inspect and retry jobs
+and their deliveries — over the daemon's control socket."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from notifierd import __version__
 from notifierd.cli.options import add_setting_flags, settings_from
 from notifierd.control.client import CommandFailed, NotRunning, call
 from notifierd.control.discovery import locate, not_running_message, socket_candidates
 from notifierd.errors import EXIT_NOT_RUNNING, ConfigError
+from notifierd.journal import iso
+from notifierd.states import RETRYABLE_STATES, DeliveryState
 
 STATUS_COLUMNS = (
     "name",
@@ -30,30 +32,71 @@ STATUS_COLUMNS = (
     "expired",
     "last_error",
 )
-JOB_COLUMNS = ("id", "job_id", "channel", "recipient", "state", "attempts", "updated", "last_error")
+JOB_COLUMNS = ("job_id", "channel", "created", "updated", "deliveries", "last_error")
+DELIVERY_COLUMNS = (
+    "id",
+    "job_id",
+    "channel",
+    "recipient",
+    "state",
+    "attempts",
+    "updated",
+    "last_error",
+)
+STATES = tuple(state.value for state in DeliveryState)
+RETRYABLE = tuple(sorted(state.value for state in RETRYABLE_STATES))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="notifierctl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"notifierctl {__version__}")
     add_setting_flags(parser, ("socket", "state_dir"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     status = commands.add_parser("status", help="state and counts per channel")
     status.add_argument("--json", action="store_true", help="print JSON")
     commands.add_parser("pause", help="maintenance: stop delivering, answer 503")
     commands.add_parser("resume", help="leave maintenance")
-    stop = commands.add_parser("stop", help="deactivate a channel's workers")
+    stop = commands.add_parser(
+        "stop", help="deactivate a channel's workers; kept across restarts until `start`"
+    )
     stop.add_argument("channel")
     start = commands.add_parser("start", help="activate a channel's workers")
     start.add_argument("channel")
-    jobs = commands.add_parser("jobs", help="list deliveries, most recently changed first")
-    jobs.add_argument("--channel")
-    jobs.add_argument("--state")
-    jobs.add_argument("--limit", type=int, default=50)
+    jobs = commands.add_parser(
+        "jobs", help="list jobs, newest first, their deliveries counted by state"
+    )
+    jobs.add_argument("--channel", help="only this channel's")
+    jobs.add_argument(
+        "--state",
+        choices=STATES,
+        help=f"only those with a delivery in this state (one of: {', '.join(STATES)})",
+    )
+    jobs.add_argument("--limit", type=int, default=50, help="at most this many rows (50)")
+    jobs.add_argument(
+        "--deliveries",
+        action="store_true",
+        help="one row per delivery instead, most recently changed first",
+    )
     jobs.add_argument("--json", action="store_true", help="print JSON")
-    retry = commands.add_parser("retry", help="put dead, failed or expired deliveries back")
-    retry.add_argument("ids", nargs="*", type=int, metavar="ID")
-    retry.add_argument("--channel")
-    retry.add_argument("--state", choices=("dead", "failed", "expired"))
+    retry = commands.add_parser(
+        "retry",
+        help="put a job's dead, failed or expired deliveries back in the queue",
+        description="Retry the dead, failed and expired deliveries of the jobs named by id "
+        "(the X-Job-Id the API answered), of the deliveries named by id (--delivery), or of "
+        "a channel (--channel, with --state).",
+    )
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="job ids")
+    retry.add_argument(
+        "--delivery",
+        action="store_true",
+        help="the IDs are delivery ids (as `jobs --deliveries` shows), not job ids",
+    )
+    retry.add_argument("--channel", help="every retryable delivery of this channel")
+    retry.add_argument(
+        "--state",
+        choices=RETRYABLE,
+        help=f"with --channel: only those in this state (one of: {', '.join(RETRYABLE)})",
+    )
     return parser
 
 
@@ -91,29 +134,72 @@ def run(args: argparse.Namespace, socket_path: Path) -> int:
         return 0
     if command in ("stop", "start"):
         result = call(socket_path, command, {"channel": args.channel})
-        print(f"{result['channel']}: {result['state']}")
+        if result.get("kept_across_restarts"):
+            print(
+                f"{result['channel']}: stopped; it stays stopped across restarts of notifierd "
+                f"until `notifierctl start {result['channel']}`"
+            )
+        else:
+            print(f"{result['channel']}: {result['state']}")
         return 0
     if command == "jobs":
-        rows = call(
-            socket_path, "jobs", {"channel": args.channel, "state": args.state, "limit": args.limit}
-        )
-        if args.json:
-            print(json.dumps(rows, indent=2, ensure_ascii=False))
-        else:
-            print(table(JOB_COLUMNS, [_job_row(r) for r in rows]))
-        return 0
+        return _jobs(args, socket_path)
     if command == "retry":
-        if not args.ids and not (args.channel and args.state):
-            print(
-                "notifierctl: retry: give delivery ids, or --channel and --state", file=sys.stderr
-            )
-            return 2
-        result = call(
-            socket_path, "retry", {"ids": args.ids, "channel": args.channel, "state": args.state}
-        )
-        print(f"requeued {result['requeued']} deliveries")
-        return 0
+        return _retry(args, socket_path)
     raise AssertionError(command)
+
+
+def _jobs(args: argparse.Namespace, socket_path: Path) -> int:
+    filters = {"channel": args.channel, "state": args.state, "limit": args.limit}
+    rows = call(socket_path, "deliveries" if args.deliveries else "jobs", filters)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif args.deliveries:
+        print(table(DELIVERY_COLUMNS, [_delivery_row(r) for r in rows]))
+    else:
+        print(table(JOB_COLUMNS, [_job_row(r) for r in rows]))
+    return 0
+
+
+def _retry(args: argparse.Namespace, socket_path: Path) -> int:
+    if args.ids and (args.channel or args.state):
+        print("notifierctl: retry: give ids, or --channel (and --state), not both", file=sys.stderr)
+        return 2
+    if args.ids:
+        kind = "deliveries" if args.delivery else "jobs"
+        result = call(socket_path, "retry", {kind: args.ids})
+        lines = [
+            _retried_line(r, "delivery" if args.delivery else "job") for r in result["results"]
+        ]
+        for ok, line in lines:
+            print(line, file=sys.stdout if ok else sys.stderr)
+        return 0 if all(ok for ok, _ in lines) else 1
+    if not args.channel:
+        print(
+            "notifierctl: retry: give job ids, --delivery and delivery ids, "
+            "or --channel (and --state)",
+            file=sys.stderr,
+        )
+        return 2
+    result = call(socket_path, "retry", {"channel": args.channel, "state": args.state})
+    what = f"{args.state} deliveries" if args.state else "dead, failed or expired deliveries"
+    if not result["requeued"]:
+        print(f"{args.channel}: nothing to retry (no {what})", file=sys.stderr)
+        return 1
+    print(f"{args.channel}: requeued {result['requeued']} {what}")
+    return 0
+
+
+def _retried_line(result: dict[str, Any], kind: str) -> tuple[bool, str]:
+    """(whether something was retried, the line that says what happened to one id)."""
+    name = f"{kind} {result['id']}"
+    if not result["found"]:
+        return False, f"{name}: no such {kind} (unknown, or pruned from the journal)"
+    untouched = ", ".join(f"{n} {state}" for state, n in sorted(result["untouched"].items()))
+    if not result["requeued"]:
+        return False, f"{name}: nothing to retry ({untouched or 'no deliveries'})"
+    line = f"{name}: requeued {result['requeued']} deliveries"
+    return True, f"{line} (left as they are: {untouched})" if untouched else line
 
 
 def _status_row(channel: dict[str, Any]) -> list[str]:
@@ -124,10 +210,22 @@ def _status_row(channel: dict[str, Any]) -> list[str]:
 
 
 def _job_row(job: dict[str, Any]) -> list[str]:
-    row = dict(job)
-    row["updated"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["updated_at"]))
-    row["last_error"] = job["last_error"] or ""
-    return [str(row[column]) for column in JOB_COLUMNS]
+    states = ", ".join(f"{n} {state}" for state, n in sorted(job["states"].items()))
+    return [
+        str(job["id"]),
+        job["channel"],
+        iso(job["created_at"]),
+        iso(job["updated_at"]),
+        states,
+        job["last_error"] or "",
+    ]
+
+
+def _delivery_row(delivery: dict[str, Any]) -> list[str]:
+    row = dict(delivery)
+    row["updated"] = iso(delivery["updated_at"])
+    row["last_error"] = delivery["last_error"] or ""
+    return [str(row[column]) for column in DELIVERY_COLUMNS]
 
 
 def table(columns: Sequence[str], rows: list[list[str]]) -> str:

@@ -5,7 +5,7 @@ Every setting has a flag of the same name (`state_dir` -> `--state-dir`); `-v` c
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
@@ -27,7 +27,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] = 
         env = f"NOTIFIERD_{name.upper()}"
         value = field.get_default(call_default_factory=True)
         default = "none" if value in (None, ()) else value
-        described = f"{field.description or name.replace('_', ' ')} (env {env}; default: {default})"
+        choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
+        one_of = f"one of: {', '.join(map(str, choices))}; " if choices else ""
+        described = (
+            f"{field.description or name.replace('_', ' ')} ({one_of}env {env}; default: {default})"
+        )
         # SUPPRESS: a flag not given sets nothing, so it neither hides the environment nor a
         # flag given before the subcommand.
         if name in SHORT_FLAGS:

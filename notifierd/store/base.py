@@ -71,6 +71,29 @@ class JobRecord:
     deliveries: list[tuple[DeliveryRecord, list[AttemptRecord]]]
 
 
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """A job as `notifierctl jobs` shows it: its deliveries counted by state."""
+
+    id: int
+    channel: str
+    created_at: float
+    #: When the most recently changed of its deliveries changed.
+    updated_at: float
+    states: dict[str, int]
+    #: The error of the most recently changed delivery that has one.
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What an operator's retry did to one job's (or one delivery's) deliveries."""
+
+    requeued: int
+    #: The deliveries left as they were (not dead, failed or expired), by state.
+    untouched: dict[str, int]
+
+
 @dataclass(slots=True)
 class StoreCounts:
     """Deliveries of one channel by state; `queued` is due now, `delayed` is due later."""
@@ -161,6 +184,19 @@ class Store(ABC):
     ) -> int:
         """Operator's retry: terminal (failed, dead, expired) deliveries go back to queued,
         with their attempts reset and a fresh time-to-live. Returns how many."""
+
+    @abstractmethod
+    async def requeue_each(
+        self, now: float, ids: Sequence[int], *, by_job: bool, ttl_for: Mapping[str, float]
+    ) -> dict[int, Retried | None]:
+        """Operator's retry, as `requeue`, of each job (`by_job`) or delivery in `ids`.
+        Returns what it did per id; None for an id that is unknown (or pruned)."""
+
+    @abstractmethod
+    async def list_jobs(
+        self, channel: str | None, state: str | None, limit: int
+    ) -> list[JobSummary]:
+        """The newest jobs (of `channel`; with a delivery in `state`), newest first."""
 
     @abstractmethod
     async def prune(self, before: float, limit: int) -> int:

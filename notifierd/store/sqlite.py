@@ -37,12 +37,15 @@ from notifierd.store.base import (
     ClaimResult,
     DeliveryRecord,
     JobRecord,
+    JobSummary,
     Lapsed,
     NewJob,
+    Retried,
     Store,
     StoreCounts,
 )
 from notifierd.store.counts import EXPIRED, LEASED, QUEUED, CountChanges, DeliveryCounts
+from notifierd.store.sqlite_jobs import list_jobs, requeue_each, requeue_rows
 from notifierd.store.sqlite_outcomes import apply_delivered, apply_outcome
 from notifierd.store.sqlite_rows import RowsInsert
 from notifierd.store.sqlite_schema import FINISHED, SCHEMA
@@ -477,18 +480,25 @@ class SqliteStore(Store):
                 f"{' AND' if clauses else ' WHERE'} state IN ({','.join('?' * len(terminal))})",
                 (*arguments, *terminal),
             ).fetchall()
-            for delivery_id, delivery_channel, old_state in rows:
-                self._changes.move(delivery_channel, old_state, QUEUED)
-                ttl = (ttl_for or {}).get(delivery_channel, 86400.0)
-                conn.execute(
-                    "UPDATE deliveries SET state = 'queued', attempts = 0, due_at = ?,"
-                    " expires_at = ?, lease_token = NULL, leased_until = NULL, updated_at = ?"
-                    " WHERE id = ?",
-                    (now, now + ttl, now, delivery_id),
-                )
-            return len(rows)
+            return requeue_rows(conn, rows, now, ttl_for or {}, self._changes)
 
         return int(await self._write(run))
+
+    async def requeue_each(
+        self, now: float, ids: Sequence[int], *, by_job: bool, ttl_for: Mapping[str, float]
+    ) -> dict[int, Retried | None]:
+        def run(conn: sqlite3.Connection) -> dict[int, Retried | None]:
+            return requeue_each(
+                conn, ids, now, by_job=by_job, ttl_for=ttl_for, changes=self._changes
+            )
+
+        result: dict[int, Retried | None] = await self._write(run)
+        return result
+
+    async def list_jobs(
+        self, channel: str | None, state: str | None, limit: int
+    ) -> list[JobSummary]:
+        return await self._read(lambda conn: list_jobs(conn, channel, state, limit))
 
     async def prune(self, before: float, limit: int) -> int:
         def run(conn: sqlite3.Connection) -> int:

@@ -159,10 +159,11 @@ class ChannelRunner:
     def state(self, paused: bool, stopped: bool) -> ChannelState:
         if self.fatal_reason:
             return ChannelState.FATAL
-        if paused:
-            return ChannelState.PAUSED
+        # Stopped before paused: a stop outlives the maintenance and must show through it.
         if stopped:
             return ChannelState.STOPPED
+        if paused:
+            return ChannelState.PAUSED
         if self.misconfigured:
             return ChannelState.MISCONFIGURED
         if any(slot.restart is not None for slot in self._slots):

@@ -39,7 +39,7 @@ def test_a_channel_not_known_at_start_gets_its_series() -> None:
     metrics = Metrics([])
     metrics.count_state("late", DeliveryState.DEAD)
     assert sample(metrics, "notifierd_dead_total", "late") == 1
-    text = metrics.render({"late": StoreCounts()}, ["late"], paused=False).decode()
+    text = metrics.render({"late": StoreCounts()}, ["late"], paused=False, states={}).decode()
     assert 'notifierd_dead_total{channel="late"} 1.0' in text
 
 
