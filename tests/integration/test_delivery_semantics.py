@@ -405,7 +405,7 @@ def test_operator_retry_puts_failed_deliveries_back(make_daemon: DaemonFactory) 
     daemon.start()
     [first, second] = sorted(d["id"] for d in daemon.deliveries(state="failed"))
 
-    by_id = daemon.ctl("retry", str(first))
+    by_id = daemon.ctl("retry", "--delivery", str(first))
     assert by_id.returncode == 0 and "requeued 1" in by_id.stdout
     wait_for(lambda: state_of(daemon, first) == "delivered", what="retried by id")
     assert state_of(daemon, second) == "failed"

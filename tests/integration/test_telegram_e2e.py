@@ -543,6 +543,7 @@ def test_the_token_appears_nowhere_the_daemon_shows(
         "status --json": daemon.ctl("status", "--json").stdout,
         "jobs": daemon.ctl("jobs").stdout,
         "jobs --json": daemon.ctl("jobs", "--json", "--limit", "100").stdout,
+        "jobs --deliveries": daemon.ctl("jobs", "--deliveries", "--limit", "100").stdout,
         "HTTP errors": "\n".join(r.text for r in refusals),
         "check-config": check.stdout + check.stderr,
     }

@@ -46,6 +46,9 @@ class FakeIntake:
     async def metrics_text(self) -> bytes:
         return b"# metrics\n"
 
+    def health(self) -> dict[str, Any]:
+        return {"status": "paused" if self.unavailable else "ok"}
+
 
 class FailingIntake(FakeIntake):
     def __init__(self, channels: Mapping[str, Channel], error: Exception) -> None:
@@ -611,6 +614,18 @@ async def test_job_found_and_unknown(
         missing = await client.get(f"/api/jobs/{unknown}")
         assert missing.status == 404, unknown
         assert (await missing.json())["code"] == "unknown_job"
+
+
+async def test_health_answers_200_even_when_unavailable(
+    make_client: ClientFactory, null_channels: Mapping[str, Channel]
+) -> None:
+    intake = FakeIntake(null_channels)
+    client = await make_client(intake)
+    intake.unavailable = True
+    response = await client.get("/api/health")
+    assert response.status == 200
+    assert await response.json() == {"status": "paused"}
+    assert (await client.get("/api/ping")).status == 503
 
 
 async def test_metrics_route(
