@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: all venv run test lint mypy bench clean
+.PHONY: all venv run test lint mypy bench lock clean
 
 all: lint test
 
@@ -31,6 +31,14 @@ lint: venv
 ## bench: intake, end-to-end and backlog benchmarks (prints one table)
 bench: venv
 	$(BIN)/python -m bench
+
+## lock: pin every dependency of the image, with hashes, in requirements.lock (from PyPI itself,
+## whatever index or local wheels this machine's pip is set up with)
+lock: venv
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= $(BIN)/pip-compile --quiet \
+		--generate-hashes --all-build-deps --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
+		--output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) state .mypy_cache .ruff_cache .pytest_cache
