@@ -17,9 +17,12 @@ UNMATCHED = "unmatched"
 def route_of(request: web.BaseRequest) -> str:
     """The pattern of the route that served `request` (`/api/send/{channel}`), never the path
     itself: the label's values stay as few as the routes."""
-    if not isinstance(request, web.Request):
+    try:
+        resource = request.match_info.route.resource  # type: ignore[attr-defined]
+    except (AttributeError, AssertionError):
+        # Refused before routing (400 for a malformed request): aiohttp's request has no route,
+        # and its match_info asserts that it has one.
         return UNMATCHED
-    resource = request.match_info.route.resource
     return UNMATCHED if resource is None else resource.canonical
 
 

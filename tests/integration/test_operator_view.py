@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 
 import requests
@@ -231,6 +232,10 @@ def test_the_operators_metrics(make_daemon: DaemonFactory) -> None:
     for path in ("/random/path/1", "/random/path/2"):
         assert requests.get(daemon.url(path), timeout=5).status_code == 404
     assert requests.get(daemon.url("/api/health"), timeout=5).status_code == 200
+    # Refused by aiohttp before any route: counted too, without an error in the log.
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as raw:
+        raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        assert raw.recv(100).startswith(b"HTTP/1.0 400")
     wait_for(lambda: daemon.channel_status("pair")["delivered"] == 6, what="deliveries")
 
     found = samples(requests.get(daemon.url("/metrics"), timeout=5).text)
@@ -252,6 +257,8 @@ def test_the_operators_metrics(make_daemon: DaemonFactory) -> None:
     # Unmatched paths share one label: a scan of random paths adds no series.
     assert value("notifierd_http_responses_total", route="unmatched", status="404") == 2
     assert value("notifierd_http_responses_total", route="/api/health", status="200") == 1
+    assert value("notifierd_http_responses_total", route="unmatched", status="400") == 1
+    assert not daemon.events("Unhandled exception")
     routes = {dict(labels).get("route") for name, labels in found if "http_responses" in name}
     assert routes == {send, "unmatched", "/api/health"}
     assert value("notifierd_deliveries", channel="pair", state="delivered") == 6
