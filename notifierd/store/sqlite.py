@@ -261,8 +261,7 @@ class SqliteStore(Store):
             self._next_job_id = None
             return [self._run(conn, self._insert_one(job, now)) for job, now, _ in jobs]
         conn.execute(_RELEASE)
-        for _, job, now in numbered:
-            self._count_added(job, now)
+        self._count_added([(job, now) for _, job, now in numbered])
         self._next_job_id = first + len(numbered)
         return [(True, i) for i, _, _ in numbered]
 
@@ -275,16 +274,21 @@ class SqliteStore(Store):
             job_id = cursor.lastrowid
             assert job_id is not None
             _INSERT_DELIVERIES.run(conn, _delivery_rows(job_id, job, now))
-            self._count_added(job, now)
+            self._count_added([(job, now)])
             return job_id
 
         return run
 
-    def _count_added(self, job: NewJob, now: float) -> None:
-        self._changes.move(job.channel, None, QUEUED, len(job.recipients))
-        if job.delay > 0:
-            for _ in job.recipients:
-                self._changes.queued_until(job.channel, now + job.delay, now)
+    def _count_added(self, jobs: list[tuple[NewJob, float]]) -> None:
+        # One change per channel, not per job: this is on every message's path.
+        added: dict[str, int] = {}
+        for job, now in jobs:
+            added[job.channel] = added.get(job.channel, 0) + len(job.recipients)
+            if job.delay > 0:
+                for _ in job.recipients:
+                    self._changes.queued_until(job.channel, now + job.delay, now)
+        for channel, number in added.items():
+            self._changes.move(channel, None, QUEUED, number)
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         self._next_job_id = None  # the ids of the jobs rolled back are free again
