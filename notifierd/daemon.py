@@ -441,7 +441,9 @@ class Daemon:
             ids = args["jobs" if by_job else "deliveries"]
             if not isinstance(ids, list) or not ids or not all(_is_id(i) for i in ids):
                 raise CommandError("ids must be a list of positive whole numbers")
-            done = await self.store.requeue_each(now, ids, by_job=by_job, ttl_for=ttl_for)
+            # Each id once: a repeated one would report "nothing to retry" for what it requeued.
+            unique = list(dict.fromkeys(ids))
+            done = await self.store.requeue_each(now, unique, by_job=by_job, ttl_for=ttl_for)
             for item, retried in done.items():
                 if retried is None:
                     results.append({"id": item, "found": False, "requeued": 0, "untouched": {}})

@@ -54,7 +54,7 @@ def test_retry_by_job_id_requeues_both_deliveries(make_daemon: DaemonFactory) ->
     daemon.config.write_text(TWO_RECIPIENTS.format(faults="[]"))  # the operator fixed the cause
     daemon.start()
 
-    retried = daemon.ctl("retry", str(job_id))
+    retried = daemon.ctl("retry", str(job_id), str(job_id))  # named twice, retried once
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout.strip() == f"job {job_id}: requeued 2 deliveries"
     wait_for(
