@@ -91,7 +91,9 @@ def test_a_delayed_message_is_held_until_it_is_due(make_daemon: DaemonFactory) -
 
 def test_pause_is_kept_across_a_restart_and_resume_delivers(make_daemon: DaemonFactory) -> None:
     daemon = make_daemon(NULL_CHANNEL).start()
-    assert daemon.send("devnull", "held back", delay="1").status_code == 204
+    # Delayed 4 s so that the pause (a notifierctl process, slow to start on a loaded machine)
+    # comes before the message is due.
+    assert daemon.send("devnull", "held back", delay="4").status_code == 204
     pids = wait_for(lambda: daemon.channel_status("devnull")["pids"], what="a worker")
 
     paused = daemon.ctl("pause")
