@@ -32,6 +32,7 @@ from notifierd.states import RETRYABLE_STATES, DeliveryState
 from notifierd.store import NewJob, SqliteStore, Store, StoreCounts
 from notifierd.supervisor.channel import ChannelRunner
 from notifierd.supervisor.process import spawn_context
+from notifierd.supervisor.rate_groups import rate_groups
 from notifierd.systemd import Notifier
 
 log = structlog.get_logger("notifierd")
@@ -215,6 +216,7 @@ class Daemon:
 
     def _start_channels(self) -> None:
         context = spawn_context()
+        groups = rate_groups(self._channels.values())
         for name, channel in self._channels.items():
             runner = ChannelRunner(
                 channel,
@@ -224,6 +226,7 @@ class Daemon:
                 on_store_error=self._store_failed,
                 on_worker_exit=self._worker_exited.set,
                 metrics=self.metrics,
+                rate_group=groups[name],
             )
             self._runners[name] = runner
             runner.start_dispatcher()

@@ -1,15 +1,24 @@
 """The exception tree and the daemon's exit codes.
 
-Workers raise `TemporaryFailure`, `PermanentFailure` or `ChannelMisconfigured` from `send`;
-everything else in the package raises `NotifierdError` subclasses.
+Workers raise `TemporaryFailure` (or its `RateLimited`), `PermanentFailure` or
+`ChannelMisconfigured` from `send`; everything else in the package raises `NotifierdError`
+subclasses.
 """
 
 from __future__ import annotations
+
+import math
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # a runtime error after start-up
 EXIT_CONFIG = 2  # the settings or the channel file are invalid; nothing was started
 EXIT_NOT_RUNNING = 1  # notifierctl: no daemon answers on the socket
+
+#: The longest wait a remote's Retry-After is taken at its word for. A longer one (a bug, or a
+#: flood ban of days) would hold back every channel on that remote for as long and outlast any
+#: sensible TTL; capped, the channel asks again after an hour, and a delivery whose TTL ends
+#: before its next try expires (DESIGN §2).
+MAX_RETRY_AFTER = 3600.0
 
 
 class NotifierdError(Exception):
@@ -41,7 +50,18 @@ class TemporaryFailure(DeliveryError):
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after = _bounded(retry_after)
+
+
+class RateLimited(TemporaryFailure):
+    """The remote asked to slow down: an HTTP 429, Telegram's `retry_after`, Twilio's 20429,
+    an SMTP 421/451 "try again later".
+
+    Not a failed attempt: the delivery is not charged one, so `max_attempts` never ends it
+    (its TTL does), and it waits `retry_after` seconds, or the channel's retry delay when the
+    remote named no time. Every channel that shares the remote's budget (the worker type's
+    `rate_key`) cools down for as long.
+    """
 
 
 class PermanentFailure(DeliveryError):
@@ -54,3 +74,11 @@ class ChannelMisconfigured(DeliveryError):
     The delivery is not charged an attempt: it stays queued (with backoff) until an operator
     fixes the configuration, and the channel shows the error in its status.
     """
+
+
+def _bounded(seconds: float | None) -> float | None:
+    """A remote's Retry-After made safe to wait for: never negative, at most `MAX_RETRY_AFTER`;
+    a value that is not a number is no value."""
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)

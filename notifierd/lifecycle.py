@@ -12,7 +12,8 @@ from notifierd.states import DeliveryState, OutcomeKind
 @dataclass(frozen=True, slots=True)
 class Transition:
     """Where a leased delivery goes. `due_at` None keeps the current due time; `uncount`
-    gives the attempt back (the delivery was never tried, or the channel is misconfigured)."""
+    gives the attempt back (the delivery was never tried, the channel is misconfigured, or the
+    remote asked to slow down)."""
 
     state: DeliveryState
     due_at: float | None = None
@@ -46,6 +47,14 @@ def after_outcome(
         if now >= expires_at:
             return Transition(DeliveryState.EXPIRED, error=error)
         return Transition(DeliveryState.QUEUED, due_at=now, error=error, uncount=True)
+    if kind is OutcomeKind.RATE_LIMITED:
+        # "Slow down" is not the message's failure: no attempt is charged, so only the TTL
+        # bounds how long a remote that keeps saying it holds the delivery. A Retry-After of
+        # 0 is no wait at all: the channel's delay keeps such a remote from a tight loop.
+        wait = retry_after if retry_after else policy.delay_after(attempts, spread)
+        if now + wait >= expires_at:
+            return Transition(DeliveryState.EXPIRED, error=error, uncount=True)
+        return Transition(DeliveryState.QUEUED, due_at=now + wait, error=error, uncount=True)
     # A temporary failure, a crash of the worker process, or a lapsed lease: the attempt counts.
     if attempts >= policy.max_attempts:
         return Transition(DeliveryState.DEAD, error=error)

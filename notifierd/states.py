@@ -27,6 +27,8 @@ RETRYABLE_STATES = frozenset({DeliveryState.FAILED, DeliveryState.DEAD, Delivery
 class OutcomeKind(StrEnum):
     DELIVERED = "delivered"
     TEMPORARY = "temporary"
+    # The remote asked to slow down (a 429): retried after its Retry-After, no attempt charged.
+    RATE_LIMITED = "rate_limited"
     PERMANENT = "permanent"
     MISCONFIGURED = "misconfigured"
     # The worker process died (or was killed) while it held the delivery.

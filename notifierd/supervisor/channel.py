@@ -1,7 +1,8 @@
 """One virtual channel at run time: its worker processes and its dispatcher.
 
 The dispatcher claims due deliveries from the Store as the workers have room, paces them
-(channel rate, per-recipient interval, Retry-After cool-down) and hands them out in batches.
+(channel rate, per-recipient interval, Retry-After cool-down: shared with the channels that
+spend the same remote budget, see rate_groups) and hands them out in batches.
 Outcomes come back through the worker processes' pipes and are applied to the Store here.
 
 Worker processes are restarted with backoff when they die. A process that dies before it is
@@ -29,9 +30,9 @@ from notifierd.metrics import Metrics
 from notifierd.states import ChannelState, DeliveryState, OutcomeKind
 from notifierd.store import Store
 from notifierd.supervisor.child import ChildSpec
-from notifierd.supervisor.pacing import RecipientPacer, TokenBucket
 from notifierd.supervisor.probing import ProbeSchedule
 from notifierd.supervisor.process import WorkerProcess
+from notifierd.supervisor.rate_groups import RateGroup
 
 log = structlog.get_logger("notifierd.channel")
 attempt_line = HotLine("notifierd.channel", "delivery.attempt")
@@ -74,6 +75,7 @@ class ChannelRunner:
         on_store_error: Callable[[Exception], None],
         on_worker_exit: Callable[[], None],
         metrics: Metrics,
+        rate_group: RateGroup,
     ) -> None:
         self.channel = channel
         self.store = store
@@ -93,11 +95,8 @@ class ChannelRunner:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._probes = ProbeSchedule(channel.retry.delay)
-        rate = channel.worker_class.channel_rate(channel.params)
-        self._bucket = TokenBucket(rate) if rate else None
-        self._pacer = RecipientPacer(
-            lambda recipient: channel.worker_class.recipient_interval(channel.params, recipient)
-        )
+        self._rate = rate_group
+        rate_group.join(self)
         self._pending_writes: set[asyncio.Task[Any]] = set()
         self._log = log.bind(channel=channel.name)
 
@@ -202,12 +201,21 @@ class ChannelRunner:
             limit = min(limit, self._probe_room())
         if limit == 0:
             return None
-        if self._bucket is not None:
-            tokens = self._bucket.available(now)
-            if tokens == 0:
-                return self._bucket.seconds_until_one(now)
-            limit = min(limit, tokens)
-        busy = self._pacer.busy(now)
+        # From the look at the free slots and recipients to the hand-out, one channel of the
+        # group at a time: two would each see the same ones free.
+        async with self._rate.lock:
+            return await self._dispatch_paced(limit)
+
+    async def _dispatch_paced(self, limit: int) -> float | None:
+        now = time.time()
+        window = self._rate.window
+        if window is not None:
+            slots = window.available(now)
+            if slots == 0:
+                free = window.next_free()
+                return None if free is None else free - now
+            limit = min(limit, slots)
+        busy = self._rate.pacer.busy(now)
         claimed = await self.store.claim(
             self.channel.name, limit, now, self.channel.lease, exclude_recipients=busy
         )
@@ -226,7 +234,7 @@ class ChannelRunner:
         sendable: list[Delivery] = []
         seen: set[str] = set()
         for delivery in deliveries:
-            if delivery.recipient in seen and self._interval(delivery.recipient) > 0:
+            if delivery.recipient in seen and self._rate.interval(delivery.recipient) > 0:
                 paced.append(delivery)  # the same recipient twice in one claim: pace it
                 continue
             seen.add(delivery.recipient)
@@ -241,20 +249,14 @@ class ChannelRunner:
                 process.hand(batch)
                 index += len(batch)
         unsent = sendable[index:] + paced
-        for delivery in sendable[:index]:
-            self._pacer.started(delivery.recipient, now)
-        if self._bucket is not None:
-            self._bucket.take(index, now)
+        self._rate.started(sendable[:index], now)
         if unsent:
             self._give_back(unsent)
         return index
 
-    def _interval(self, recipient: str) -> float:
-        return self.channel.worker_class.recipient_interval(self.channel.params, recipient)
-
     def _next_wake(self, next_due: float | None, now: float) -> float | None:
         candidates = []
-        free = self._pacer.next_free()
+        free = self._rate.pacer.next_free()
         if free is not None:
             candidates.append(free - now)
         if next_due is not None and next_due > now:
@@ -281,9 +283,7 @@ class ChannelRunner:
             self.wake()
 
     def _finished(self, deliveries: list[Delivery]) -> None:
-        now = time.time()
-        for delivery in deliveries:
-            self._pacer.finished(delivery.recipient, now)
+        self._rate.finished(deliveries, time.time(), self)
 
     def _write(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -341,10 +341,14 @@ class ChannelRunner:
             attempt_line.write(logging.INFO, fields)
             return
         kind = OutcomeKind(outcome.kind)
-        if outcome.retry_after is not None:
-            # A remote's Retry-After holds back the whole channel, not only this delivery.
-            self.cool_down(now + outcome.retry_after)
-            fields["retry_after"] = outcome.retry_after
+        wait = outcome.retry_after
+        if not wait and kind is OutcomeKind.RATE_LIMITED:
+            wait = self.channel.retry.delay  # the remote named no time, but said "slow down"
+        if wait is not None:
+            # A remote's Retry-After holds back every channel that spends its budget, not
+            # only this delivery.
+            self._rate.cool_down(now + wait)
+            fields["retry_after"] = wait
         if kind is OutcomeKind.MISCONFIGURED:
             self.misconfigured = outcome.error
             # Deliveries sent alongside the one that found the problem answer while the

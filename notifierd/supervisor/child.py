@@ -28,7 +28,12 @@ import structlog
 from pydantic import BaseModel
 from setproctitle import setproctitle
 
-from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
+from notifierd.errors import (
+    ChannelMisconfigured,
+    PermanentFailure,
+    RateLimited,
+    TemporaryFailure,
+)
 from notifierd.logs import configure_child_logging
 from notifierd.messages import Delivery, Outcome
 from notifierd.redaction import Redactor, secret_values
@@ -198,6 +203,8 @@ def run_send(worker: Worker, delivery: Delivery) -> Outcome:
     started = time.monotonic()
     try:
         worker.send(delivery)
+    except RateLimited as exc:
+        return _outcome(delivery, OutcomeKind.RATE_LIMITED, exc.message, started, exc.retry_after)
     except TemporaryFailure as exc:
         return _outcome(delivery, OutcomeKind.TEMPORARY, exc.message, started, exc.retry_after)
     except PermanentFailure as exc:

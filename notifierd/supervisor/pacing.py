@@ -1,39 +1,58 @@
-"""How fast a channel may hand out deliveries: a rate for the whole channel (token bucket) and
-a minimum interval between two deliveries to the same recipient."""
+"""How fast a channel may hand out deliveries: a rate for the whole channel (a send window)
+and a minimum interval between two deliveries to the same recipient."""
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 
 
-class TokenBucket:
-    """`rate` tokens per second, holding at most `burst`."""
+class SendWindow:
+    """At most `limit` sends in any `window` seconds, as the remote counts them.
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate)
-        self._tokens = self.burst
-        self._updated: float | None = None
+    The remote sees a request some time after it was handed out (a worker busy with another,
+    a slow connection), so a send holds its slot from hand-out until `window` seconds after its
+    answer: the send after `limit` others is handed out no sooner than a window after the first
+    of them was answered, and cannot reach the remote within that window, however late the
+    first one arrived. (Counting hand-outs, as a token bucket does, lets a late burst meet the
+    next one: up to twice the limit within one window at the remote.)"""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._sending = 0
+        #: When answered sends' slots come free, in ascending order.
+        self._free_at: deque[float] = deque()
+
+    @classmethod
+    def per_second(cls, rate: float) -> SendWindow:
+        """`rate` sends a second: that many in each second, or one in each 1/`rate` seconds
+        when `rate` is below one."""
+        limit = max(1, math.floor(rate))
+        return cls(limit, limit / rate)
 
     def available(self, now: float) -> int:
-        self._refill(now)
-        return math.floor(self._tokens)
+        while self._free_at and self._free_at[0] <= now:
+            self._free_at.popleft()
+        return max(0, self.limit - self._sending - len(self._free_at))
 
-    def take(self, count: int, now: float) -> None:
-        self._refill(now)
-        self._tokens -= count
+    def next_free(self) -> float | None:
+        """When the next answered send's slot comes free; None when every slot waits for an
+        answer (whose outcome wakes the dispatcher)."""
+        return self._free_at[0] if self._free_at else None
 
-    def seconds_until_one(self, now: float) -> float:
-        self._refill(now)
-        return max(0.0, (1 - self._tokens) / self.rate)
+    def started(self, count: int) -> None:
+        """`count` sends were handed out."""
+        self._sending += count
 
-    def _refill(self, now: float) -> None:
-        if self._updated is not None:
-            # A wall clock stepping back must not drain the bucket.
-            elapsed = max(0.0, now - self._updated)
-            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-        self._updated = now
+    def finished(self, count: int, now: float) -> None:
+        """`count` sends were answered (or dropped)."""
+        count = min(count, self._sending)
+        self._sending -= count
+        # A wall clock stepping back must not free a slot before the ones already waiting.
+        free_at = max(now + self.window, self._free_at[-1] if self._free_at else now)
+        self._free_at.extend([free_at] * count)
 
 
 class RecipientPacer:

@@ -7,9 +7,12 @@ worker process of a channel; `send` runs there, synchronously, one delivery at a
 
 `send` returns when the remote accepted the message, or raises:
 
-- `TemporaryFailure(message, retry_after=None)`: could not connect, timeout, 5xx, 429. The
+- `TemporaryFailure(message, retry_after=None)`: could not connect, timeout, 5xx. The
   delivery is retried per the channel's policy; `retry_after` overrides the computed delay and
   cools the whole channel down.
+- `RateLimited(message, retry_after=None)`: the remote asked to slow down (429). Retried after
+  `retry_after` without being charged an attempt; every channel with the same `rate_key`
+  cools down for that long.
 - `PermanentFailure(message)`: the remote refused this message. The delivery ends FAILED.
 - `ChannelMisconfigured(message)`: the channel's own settings are wrong (bad token). The
   delivery is not charged an attempt and stays queued; the channel shows the error.
@@ -21,6 +24,7 @@ remote may echo, from each error text and log event before they leave it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from typing import Annotated, ClassVar
@@ -121,6 +125,14 @@ class Worker(ABC):
         """Seconds that must pass between two deliveries to the same recipient (0: none)."""
         return 0.0
 
+    @classmethod
+    def rate_key(cls, params: BaseModel) -> str | None:
+        """The remote budget this channel draws on (a bot, a provider account), or None when
+        the channel is a budget of its own. Channels with the same key share one pacing (the
+        smallest `channel_rate` among them, and each recipient's interval) and one cool-down
+        after a 429. Build it with `hashed_rate_key`: keys are not secrets."""
+        return None
+
     def open(self) -> None:  # noqa: B027 - a documented no-op hook
         """Called once in the worker process before the first `send` (open sessions here).
         An exception here is a start-up failure of the worker process."""
@@ -131,6 +143,12 @@ class Worker(ABC):
     @abstractmethod
     def send(self, delivery: Delivery) -> None:
         """Send one delivery. Return when delivered; raise a `DeliveryError` otherwise."""
+
+
+def hashed_rate_key(kind: str, identity: str) -> str:
+    """A rate key naming a remote account by a hash of what identifies it, which may be a
+    secret (a bot token)."""
+    return f"{kind}:{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:

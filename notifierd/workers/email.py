@@ -66,6 +66,7 @@ from notifierd.errors import (
     ChannelMisconfigured,
     DeliveryError,
     PermanentFailure,
+    RateLimited,
     TemporaryFailure,
 )
 from notifierd.messages import Delivery
@@ -90,6 +91,11 @@ MESSAGE_TOO_BIG = 552
 NOT_TLS_REASONS = frozenset(
     {"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
 )
+# A 421 or 451 whose text asks to come back later ("Too many connections, try again later",
+# "rate limited", greylisting) is a rate limit: the retry is not charged an attempt. SMTP
+# names no time, so the channel's retry delay applies.
+TRY_LATER_CODES = frozenset({421, 451})
+TRY_LATER = re.compile(r"try (?:\w+ )*later|rate.?limit|too many|throttl|slow down", re.I)
 _ATOM = r"[^@\s<>(),;:\"\[\]\\]+"
 ADDRESS = re.compile(rf"{_ATOM}@{_ATOM}")
 
@@ -261,6 +267,8 @@ def _by_code(
     message = f"smtp: {what}: {code} {excerpt(text)}"
     if misconfigured or code in MISCONFIGURED_CODES:
         return ChannelMisconfigured(message)
+    if code in TRY_LATER_CODES and TRY_LATER.search(text):
+        return RateLimited(message)
     if 500 <= code < 600:
         return PermanentFailure(message)
     return TemporaryFailure(message)

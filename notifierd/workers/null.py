@@ -15,18 +15,27 @@ from typing import Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
+from notifierd.errors import (
+    ChannelMisconfigured,
+    PermanentFailure,
+    RateLimited,
+    TemporaryFailure,
+)
 from notifierd.messages import Delivery
 from notifierd.workers.base import RegexPattern, Worker
 
 log = structlog.get_logger("notifierd.worker.null")
 
-FaultKind = Literal["temporary", "permanent", "retry_after", "misconfigured", "hang", "crash"]
+FaultKind = Literal[
+    "temporary", "permanent", "retry_after", "rate_limited", "misconfigured", "hang", "crash"
+]
 
 
 class Fault(BaseModel):
     """Misbehave for deliveries whose message matches `match`, on attempts 1..`times`
-    (`times: 0` = on every attempt)."""
+    (`times: 0` = on every attempt). `retry_after` is a temporary failure that names a wait
+    (a 503 with Retry-After); `rate_limited` is a 429, which is charged no attempt, so it
+    repeats whatever `times` says until the delivery's TTL ends it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,7 +99,9 @@ class NullWorker(Worker):
         if fault.kind == "temporary":
             raise TemporaryFailure("null worker: injected temporary failure")
         if fault.kind == "retry_after":
-            raise TemporaryFailure("null worker: injected rate limit", fault.retry_after)
+            raise TemporaryFailure("null worker: injected Retry-After", fault.retry_after)
+        if fault.kind == "rate_limited":
+            raise RateLimited("null worker: injected rate limit", fault.retry_after)
         if fault.kind == "permanent":
             raise PermanentFailure("null worker: injected permanent refusal")
         if fault.kind == "misconfigured":

@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
+from notifierd.errors import ChannelMisconfigured, PermanentFailure, RateLimited, TemporaryFailure
 from notifierd.redaction import Redactor
 
 #: The longest answer a remote may give: a notification service's answer is a few kilobytes.
@@ -103,13 +103,13 @@ def connection_failure(
 def status_failure(
     what: str, response: requests.Response, detail: str
 ) -> TemporaryFailure | PermanentFailure | ChannelMisconfigured:
-    """The usual meaning of a non-success HTTP status: 429, 408 and 5xx are temporary (429 with
-    its `Retry-After`), 401/403/407 and redirects mean the channel is misconfigured (bad
-    credentials, wrong `base_url`), other 4xx are a refusal of the message."""
+    """The usual meaning of a non-success HTTP status: 429 is a rate limit (with its
+    `Retry-After`), 408 and 5xx are temporary, 401/403/407 and redirects mean the channel is
+    misconfigured (bad credentials, wrong `base_url`), other 4xx are a refusal of the message."""
     status = response.status_code
     text = f"{what}: HTTP {status}: {detail}" if detail else f"{what}: HTTP {status}"
     if status == 429:
-        return TemporaryFailure(text, parse_retry_after(response.headers.get("Retry-After")))
+        return RateLimited(text, parse_retry_after(response.headers.get("Retry-After")))
     if status == 408 or status >= 500:
         return TemporaryFailure(text)
     if status in (401, 403, 407) or 300 <= status < 400:

@@ -35,7 +35,7 @@ from pydantic_core import InitErrorDetails
 
 from notifierd import __version__
 from notifierd.messages import Delivery
-from notifierd.workers.base import Worker
+from notifierd.workers.base import Worker, hashed_rate_key
 from notifierd.workers.remote import BoundedSession
 from notifierd.workers.sms_parts import GSM7_PER_PART, count_parts
 from notifierd.workers.sms_providers import (
@@ -95,6 +95,19 @@ class SmsWorker(Worker):
     def recipients(cls, params: BaseModel) -> list[str]:
         assert isinstance(params, SmsParams)
         return list(params.root.phones)
+
+    @classmethod
+    def rate_key(cls, params: BaseModel) -> str | None:
+        """A provider limits an account (Twilio's 20429 counts the account's requests),
+        whichever channel, sender or number a message uses. A templated gateway's account is
+        unknown to us: its channel is a budget of its own."""
+        assert isinstance(params, SmsParams)
+        provider = params.root
+        if isinstance(provider, TwilioParams):
+            return hashed_rate_key("sms.twilio", provider.account_sid)
+        if isinstance(provider, SmsRuParams):
+            return hashed_rate_key("sms.smsru", provider.api_id.get_secret_value())
+        return None
 
     @classmethod
     def check_message(cls, params: BaseModel, message: str) -> str | None:

@@ -32,6 +32,7 @@ from notifierd.errors import (
     ChannelMisconfigured,
     DeliveryError,
     PermanentFailure,
+    RateLimited,
     TemporaryFailure,
 )
 from notifierd.workers.base import RegexPattern
@@ -155,7 +156,7 @@ def twilio_failure(response: requests.Response, body: Any, secrets: list[str]) -
     if code == TWILIO_AUTHENTICATION or status == 401:
         return ChannelMisconfigured(text)
     if status == 429 or code == TWILIO_TOO_MANY_REQUESTS:
-        return TemporaryFailure(text, parse_retry_after(response.headers.get("Retry-After")))
+        return RateLimited(text, parse_retry_after(response.headers.get("Retry-After")))
     if status >= 500:
         return TemporaryFailure(text)
     if 400 <= status < 500:

@@ -9,7 +9,7 @@ How answers are classified (PTB and the Bot API server agree, see provider-proto
 
 - `parameters.migrate_to_chat_id` (a group became a supergroup): resend to the new id at once,
   and warn the operator to update `chat_id`;
-- 429 / `parameters.retry_after`: `TemporaryFailure` with exactly that `retry_after`;
+- 429 / `parameters.retry_after`: `RateLimited` with exactly that `retry_after`;
 - connection errors, timeouts, 5xx, a body that is not the Bot API's JSON: `TemporaryFailure`;
 - 401, and a JSON 404 (a bad token): `ChannelMisconfigured`, saying what to fix;
 - 400, 403 and other 4xx: `PermanentFailure` with Telegram's description.
@@ -52,10 +52,11 @@ from notifierd.errors import (
     ChannelMisconfigured,
     DeliveryError,
     PermanentFailure,
+    RateLimited,
     TemporaryFailure,
 )
 from notifierd.messages import Delivery
-from notifierd.workers.base import Worker, build_pattern
+from notifierd.workers.base import Worker, build_pattern, hashed_rate_key
 from notifierd.workers.remote import BoundedSession
 from notifierd.workers.telegram_markup import (
     TEXT_LIMIT,
@@ -296,6 +297,12 @@ class TelegramWorker(Worker):
         return params.rate_per_second
 
     @classmethod
+    def rate_key(cls, params: BaseModel) -> str | None:
+        """Telegram limits a bot, whichever channel or Bot API server its messages go through."""
+        assert isinstance(params, TelegramParams)
+        return hashed_rate_key("telegram", params.token.get_secret_value())
+
+    @classmethod
     def recipient_interval(cls, params: BaseModel, recipient: str) -> float:
         """Private chats (positive ids) get `chat_interval`; groups, supergroups and channels
         (negative ids) and '@username' chats (channels or public supergroups, which may be
@@ -511,7 +518,7 @@ class TelegramWorker(Worker):
             retry_after = _seconds(parameters.get("retry_after")) or _seconds(
                 response.headers.get("Retry-After")
             )
-            raise TemporaryFailure(f"Telegram rate limit ({code} {description})", retry_after)
+            raise RateLimited(f"Telegram rate limit ({code} {description})", retry_after)
         if code in (401, 404):
             raise ChannelMisconfigured(
                 f"Telegram rejected the bot token ({code} {description}): set params.token of "
@@ -595,7 +602,7 @@ def _prefixed(failure: DeliveryError, prefix: str) -> DeliveryError:
     """The same outcome as `failure`, its message prefixed (to say which part failed)."""
     message = prefix + failure.message
     if isinstance(failure, TemporaryFailure):
-        return TemporaryFailure(message, failure.retry_after)
+        return type(failure)(message, failure.retry_after)
     return type(failure)(message)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from notifierd.errors import DeliveryError, PermanentFailure, TemporaryFailure
+from notifierd.errors import DeliveryError, PermanentFailure, RateLimited, TemporaryFailure
 from notifierd.workers.base import Worker
 from tests.fakes.server import Raw, Reset, Slow
 from tests.fakes.webhook import FakeWebhook
@@ -52,7 +52,7 @@ def test_recipients(worker_class: type[Worker]) -> None:
     [
         (Raw(500, "oops"), TemporaryFailure, None),
         (Raw(503, "busy"), TemporaryFailure, None),
-        (Raw(429, "slow down", headers={"Retry-After": "4"}), TemporaryFailure, 4.0),
+        (Raw(429, "slow down", headers={"Retry-After": "4"}), RateLimited, 4.0),
         (Raw(400, "bad"), PermanentFailure, None),
         (Raw(404, "no such hook"), PermanentFailure, None),
         (Reset(), TemporaryFailure, None),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from notifierd.errors import TemporaryFailure
+from notifierd.errors import MAX_RETRY_AFTER, RateLimited, TemporaryFailure
 from notifierd.messages import Delivery, Outcome
 from notifierd.states import OutcomeKind
 from notifierd.supervisor.child import received, run_send
@@ -62,6 +62,7 @@ def test_delivered() -> None:
         ({"kind": "misconfigured"}, OutcomeKind.MISCONFIGURED, None),
         ({"kind": "retry_after", "retry_after": 7.5}, OutcomeKind.TEMPORARY, 7.5),
         ({"kind": "retry_after"}, OutcomeKind.TEMPORARY, 1.0),
+        ({"kind": "rate_limited", "retry_after": 2.0}, OutcomeKind.RATE_LIMITED, 2.0),
     ],
 )
 def test_fault_outcomes(
@@ -111,6 +112,30 @@ def test_unexpected_exception_is_temporary_with_its_text() -> None:
 def test_temporary_failure_keeps_retry_after() -> None:
     result = run_send(RaisingWorker(TemporaryFailure("slow down", retry_after=3.0)), delivery())
     assert (result.kind, result.error, result.retry_after) == ("temporary", "slow down", 3.0)
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        (None, None),
+        (4.0, 4.0),
+        (0.0, 0.0),
+        (-5.0, 0.0),
+        (10 * 86400.0, MAX_RETRY_AFTER),  # ten days: the channel asks again after an hour
+        (float("inf"), MAX_RETRY_AFTER),
+        (float("nan"), None),
+    ],
+)
+def test_a_plugin_raising_rate_limited_is_not_charged(
+    given: float | None, kept: float | None
+) -> None:
+    """One exception is all a plugin needs; the remote's Retry-After is bounded on the way."""
+    result = run_send(RaisingWorker(RateLimited("429 slow down", retry_after=given)), delivery())
+    assert (result.kind, result.error, result.retry_after) == (
+        "rate_limited",
+        "429 slow down",
+        kept,
+    )
 
 
 def test_keyboard_interrupt_is_not_swallowed() -> None:

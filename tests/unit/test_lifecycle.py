@@ -143,6 +143,32 @@ def transition(
             {"kind": OutcomeKind.MISCONFIGURED, "expires_at": NOW},
             Transition(EXPIRED, error="oops"),
         ),
+        # rate limited: the attempt is given back, due after the remote's Retry-After
+        (
+            "rate limited",
+            {"kind": OutcomeKind.RATE_LIMITED, "retry_after": 2.5, "spread": 1.0},
+            Transition(Q, NOW + 2.5, "oops", uncount=True),
+        ),
+        (
+            "rate limited on the last attempt is not dead",
+            {"kind": OutcomeKind.RATE_LIMITED, "attempts": 4, "retry_after": 7.0},
+            Transition(Q, NOW + 7, "oops", uncount=True),
+        ),
+        (
+            "rate limited without a time waits the channel's delay",
+            {"kind": OutcomeKind.RATE_LIMITED},
+            Transition(Q, NOW + 10, "oops", uncount=True),
+        ),
+        (
+            "rate limited with a Retry-After of 0 waits the channel's delay, not a tight loop",
+            {"kind": OutcomeKind.RATE_LIMITED, "retry_after": 0.0},
+            Transition(Q, NOW + 10, "oops", uncount=True),
+        ),
+        (
+            "rate limited past expiry",
+            {"kind": OutcomeKind.RATE_LIMITED, "retry_after": 3600.0},
+            Transition(EXPIRED, error="oops", uncount=True),
+        ),
         # unstarted: the attempt is given back, due time kept
         (
             "unstarted",
@@ -184,6 +210,29 @@ def test_every_outcome_kind_has_a_transition() -> None:
             result = transition(kind, attempts=attempts)
             assert isinstance(result.state, DeliveryState)
             assert result.state is not DeliveryState.LEASED
+
+
+def test_rate_limits_forever_end_expired_not_dead() -> None:
+    """A remote that answers 429 every time: never charged, so never DEAD; the TTL ends it."""
+    now, attempts = NOW, 1
+    while True:
+        result = after_outcome(
+            kind=OutcomeKind.RATE_LIMITED,
+            attempts=attempts,
+            expires_at=EXPIRES,
+            error="429",
+            retry_after=30.0,
+            policy=POLICY,
+            now=now,
+            spread=0.0,
+        )
+        assert result.uncount
+        if result.state is not Q:
+            break
+        assert result.due_at is not None
+        now = result.due_at
+    assert result.state is EXPIRED
+    assert EXPIRES - 30 <= now < EXPIRES
 
 
 def test_no_attempt_given_back_for_counted_or_terminal() -> None:

@@ -1,67 +1,77 @@
-"""Channel pacing: the token bucket and the per-recipient interval."""
+"""Channel pacing: the send window and the per-recipient interval."""
 
 from __future__ import annotations
 
 import pytest
 
-from notifierd.supervisor.pacing import RecipientPacer, TokenBucket
+from notifierd.supervisor.pacing import RecipientPacer, SendWindow
 
 T0 = 5000.0
 
 
-def test_bucket_starts_full() -> None:
-    assert TokenBucket(10).available(T0) == 10
-    assert TokenBucket(10, burst=3).available(T0) == 3
-    # A slow rate still allows one at once.
-    assert TokenBucket(0.1).available(T0) == 1
+def test_window_starts_with_every_slot_free() -> None:
+    assert SendWindow(10, 1.0).available(T0) == 10
+    assert SendWindow.per_second(30).available(T0) == 30
 
 
-def test_bucket_take_and_refill() -> None:
-    bucket = TokenBucket(rate=2, burst=4)
-    bucket.take(4, T0)
-    assert bucket.available(T0) == 0
-    assert bucket.available(T0 + 0.49) == 0
-    assert bucket.available(T0 + 0.5) == 1
-    assert bucket.available(T0 + 1.0) == 2
-    bucket.take(2, T0 + 1.0)
-    assert bucket.available(T0 + 1.0) == 0
+@pytest.mark.parametrize(
+    ("rate", "limit", "window"),
+    [(30, 30, 1.0), (2.5, 2, 0.8), (0.5, 1, 2.0), (0.1, 1, 10.0)],
+)
+def test_window_per_second(rate: float, limit: int, window: float) -> None:
+    paced = SendWindow.per_second(rate)
+    assert paced.limit == limit
+    assert paced.window == pytest.approx(window)
 
 
-def test_bucket_refill_capped_at_burst() -> None:
-    bucket = TokenBucket(rate=5, burst=3)
-    bucket.take(3, T0)
-    assert bucket.available(T0 + 1000) == 3
+def test_window_slot_is_held_until_a_window_after_the_answer() -> None:
+    window = SendWindow(2, 1.0)
+    window.started(2)
+    assert window.available(T0 + 100) == 0  # slow sends hold their slots however long
+    assert window.next_free() is None  # nothing answered: the outcome wakes the dispatcher
+    window.finished(1, T0 + 100)
+    assert window.available(T0 + 100.999) == 0
+    assert window.next_free() == T0 + 101
+    assert window.available(T0 + 101) == 1  # free exactly a window after the answer
+    window.finished(1, T0 + 101)
+    assert window.available(T0 + 101.5) == 1
+    assert window.available(T0 + 102) == 2
+    assert window.next_free() is None
 
 
-def test_bucket_rounds_down() -> None:
-    bucket = TokenBucket(rate=1, burst=10)
-    bucket.take(10, T0)
-    assert bucket.available(T0 + 2.999) == 2
+def test_window_never_lets_limit_plus_one_sends_meet_within_a_window() -> None:
+    # Whatever the hand-out to arrival delay, each send arrives between its hand-out and its
+    # answer: the send after `limit` others is handed out a window after the first's answer.
+    window = SendWindow(3, 1.0)
+    handed: list[float] = []
+    answered: list[float] = []
+    now = T0
+    for delay in [0.0, 0.4, 0.05, 0.3, 0.0, 0.2, 0.5, 0.01, 0.0, 0.35]:
+        while window.available(now) == 0:
+            now = window.next_free() or now  # every send is answered at once here
+        window.started(1)
+        handed.append(now)
+        answered.append(now + delay)
+        window.finished(1, now + delay)
+        now += 0.01
+    for i in range(3, len(handed)):
+        assert handed[i] >= answered[i - 3] + 1.0
 
 
-def test_bucket_overdraw_is_paid_back() -> None:
-    bucket = TokenBucket(rate=1, burst=2)
-    bucket.take(5, T0)  # more than there was: the debt delays the next ones
-    assert bucket.available(T0 + 3.9) == 0
-    assert bucket.available(T0 + 4.0) == 1
+def test_window_answers_without_hand_outs_change_nothing() -> None:
+    window = SendWindow(2, 1.0)
+    window.finished(1, T0)  # an answer for what was never handed out
+    assert window.available(T0) == 2
+    assert window.next_free() is None
 
 
-def test_seconds_until_one() -> None:
-    bucket = TokenBucket(rate=4, burst=2)
-    assert bucket.seconds_until_one(T0) == 0.0
-    bucket.take(2, T0)
-    assert bucket.seconds_until_one(T0) == pytest.approx(0.25)
-    assert bucket.seconds_until_one(T0 + 0.1) == pytest.approx(0.15)
-    assert bucket.seconds_until_one(T0 + 0.25) == pytest.approx(0.0)
-    assert bucket.seconds_until_one(T0 + 10) == 0.0
-
-
-def test_seconds_until_one_matches_available() -> None:
-    bucket = TokenBucket(rate=3, burst=1)
-    bucket.take(1, T0)
-    wait = bucket.seconds_until_one(T0)
-    assert bucket.available(T0 + wait * 0.99) == 0
-    assert bucket.available(T0 + wait + 1e-9) == 1
+def test_window_survives_a_clock_step_back() -> None:
+    window = SendWindow(2, 1.0)
+    window.started(2)
+    window.finished(1, T0)
+    window.finished(1, T0 - 3600)  # the wall clock stepped back: freed no sooner
+    assert window.available(T0 + 0.5) == 0
+    assert window.available(T0 + 1) == 2
 
 
 def test_pacer_busy_until_interval_passes() -> None:
@@ -122,9 +132,3 @@ def test_pacer_busy_returns_a_copy() -> None:
     busy = pacer.busy(T0)
     busy.add("b")
     assert pacer.busy(T0) == {"a"}
-
-
-def test_bucket_survives_a_clock_step_back() -> None:
-    bucket = TokenBucket(rate=1, burst=5)
-    assert bucket.available(T0) == 5
-    assert bucket.available(T0 - 3600) == 5

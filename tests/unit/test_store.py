@@ -231,6 +231,46 @@ async def test_complete_retry_after(store: SqliteStore) -> None:
     assert (await record(store, delivery.id)).due_at == T0 + 42.5
 
 
+async def test_rate_limits_are_not_attempts(store: SqliteStore) -> None:
+    """Three 429s in a row with max_attempts 3, then success: delivered, one attempt counted,
+    every request journalled."""
+    job_id = await store.add(job(), T0)
+    now = T0
+    for _ in range(POLICY.max_attempts):
+        delivery = await claim_one(store, now)
+        assert delivery.attempt == 1
+        limited = outcome(delivery, OutcomeKind.RATE_LIMITED, "429 slow down", retry_after=2)
+        assert await store.complete([limited], POLICY, now) == ["queued"]
+        rec = await record(store, delivery.id)
+        assert (rec.attempts, rec.due_at, rec.last_error) == (0, now + 2, "429 slow down")
+        now += 2
+    delivery = await claim_one(store, now)
+    assert await store.complete([outcome(delivery, OutcomeKind.DELIVERED)], POLICY, now) == [
+        "delivered"
+    ]
+    assert (await record(store, delivery.id)).attempts == 1
+    stored = await store.get_job(job_id)
+    assert stored is not None
+    [(_, history)] = stored.deliveries
+    assert [(a.attempt, a.outcome) for a in history] == [(1, "rate_limited")] * 3 + [
+        (1, "delivered")
+    ]
+
+
+async def test_rate_limits_forever_end_expired(store: SqliteStore) -> None:
+    await store.add(job(ttl=10), T0)
+    now = T0
+    states: list[str | None] = []
+    while not states or states[-1] == "queued":
+        delivery = await claim_one(store, now)
+        limited = outcome(delivery, OutcomeKind.RATE_LIMITED, "429", retry_after=3)
+        states = await store.complete([limited], POLICY, now)
+        now += 3
+    assert states == ["expired"]
+    rec = await record(store, delivery.id)
+    assert (rec.state, rec.attempts) == ("expired", 0)
+
+
 async def test_complete_misconfigured_gives_attempt_back(store: SqliteStore) -> None:
     await store.add(job(delay=5), T0)
     delivery = await claim_one(store, T0 + 5)

@@ -18,6 +18,7 @@ from notifierd.errors import (
     ChannelMisconfigured,
     DeliveryError,
     PermanentFailure,
+    RateLimited,
     TemporaryFailure,
 )
 from notifierd.workers.email import (
@@ -208,7 +209,9 @@ def test_connection_is_reused_and_reopened_when_stale(
         ("rcpt", "451 4.3.0 Local error", TemporaryFailure),
         ("rcpt", "550 5.1.1 No such user", PermanentFailure),
         ("rcpt", "553 5.1.3 Bad recipient address syntax", PermanentFailure),
-        ("data", "451 4.3.0 Try again later", TemporaryFailure),
+        ("data", "451 4.3.0 Try again later", RateLimited),
+        ("rcpt", "421 4.7.0 Too many messages, slow down", RateLimited),
+        ("data", "451 4.7.1 Rate limited, please try it later", RateLimited),
         ("data", "452 4.3.1 Insufficient system storage", TemporaryFailure),
         ("data", "552 5.3.4 Message too big", PermanentFailure),
         ("data", "554 5.7.1 Rejected as spam", PermanentFailure),

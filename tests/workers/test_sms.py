@@ -17,6 +17,7 @@ from notifierd.errors import (
     ChannelMisconfigured,
     DeliveryError,
     PermanentFailure,
+    RateLimited,
     TemporaryFailure,
 )
 from notifierd.workers.remote import parse_retry_after
@@ -248,11 +249,11 @@ def test_twilio_classification(
 def test_twilio_rate_limit_carries_retry_after(twilio: FakeTwilio, open_worker: OpenWorker) -> None:
     twilio.script(PHONE, rate_limited(retry_after=7), rate_limited())
     worker = open_worker(SmsWorker, twilio_params(twilio.base_url))
-    with pytest.raises(TemporaryFailure) as caught:
+    with pytest.raises(RateLimited) as caught:
         worker.send(delivery(PHONE, "hi"))
     assert caught.value.retry_after == 7
     assert "20429" in str(caught.value)
-    with pytest.raises(TemporaryFailure) as caught:
+    with pytest.raises(RateLimited) as caught:
         worker.send(delivery(PHONE, "hi"))
     assert caught.value.retry_after is None
     worker.send(delivery(PHONE, "hi"))
@@ -509,7 +510,7 @@ def test_gateway_classification(
 def test_gateway_rate_limit(gateway: FakeSmsGateway, open_worker: OpenWorker) -> None:
     gateway.script(PHONE, GatewayReply(429, "slow down", {"Retry-After": "12"}))
     worker = open_worker(SmsWorker, kannel_params(gateway.base_url))
-    with pytest.raises(TemporaryFailure) as caught:
+    with pytest.raises(RateLimited) as caught:
         worker.send(delivery(PHONE, "hi"))
     assert caught.value.retry_after == 12
 

@@ -18,6 +18,7 @@ from notifierd.errors import (
     ChannelMisconfigured,
     DeliveryError,
     PermanentFailure,
+    RateLimited,
     TemporaryFailure,
 )
 from notifierd.messages import Delivery
@@ -465,7 +466,7 @@ def test_429_waits_exactly_retry_after(
 ) -> None:
     telegram_api.script(1001, Reply.too_many_requests(37))
     worker = make_worker()
-    with pytest.raises(TemporaryFailure) as caught:
+    with pytest.raises(RateLimited) as caught:
         worker.send(delivery("hi"))
     assert caught.value.retry_after == 37
     assert "Too Many Requests: retry after 37" in caught.value.message
@@ -477,7 +478,7 @@ def test_429_without_parameters_uses_the_retry_after_header(
     telegram_api: FakeTelegramApi, make_worker: MakeWorker
 ) -> None:
     telegram_api.always(1001, Reply("error", 429, "Too Many Requests", None, "7"))
-    with pytest.raises(TemporaryFailure) as caught:
+    with pytest.raises(RateLimited) as caught:
         make_worker().send(delivery("hi"))
     assert caught.value.retry_after == 7
 
@@ -486,7 +487,7 @@ def test_429_without_any_delay_leaves_it_to_the_channel_policy(
     telegram_api: FakeTelegramApi, make_worker: MakeWorker
 ) -> None:
     telegram_api.always(1001, Reply.error(429, "Too Many Requests"))
-    with pytest.raises(TemporaryFailure) as caught:
+    with pytest.raises(RateLimited) as caught:
         make_worker().send(delivery("hi"))
     assert caught.value.retry_after is None
 
@@ -632,9 +633,9 @@ def test_a_retry_in_another_process_sends_every_part_again(
     """Documented at-least-once: part progress lives in one process's memory only."""
     telegram_api.script(1001, Reply.ok(), Reply.too_many_requests(3))
     text = long_text()
-    with pytest.raises(TemporaryFailure) as caught:
+    with pytest.raises(RateLimited) as caught:
         make_worker(split_long=True).send(delivery(text, delivery_id=501))
-    assert caught.value.retry_after == 3  # kept through the "part 2 of 3" wrapping
+    assert caught.value.retry_after == 3  # kept, and still a rate limit, through the wrapping
     make_worker(split_long=True).send(delivery(text, delivery_id=501))
     parts = split_text(text)
     assert [r.text for r in telegram_api.delivered(1001)] == [parts[0], *parts]

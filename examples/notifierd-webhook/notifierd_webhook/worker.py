@@ -3,7 +3,8 @@
 Outcomes, as notifierd's `Worker` base class asks:
 
 - a 2xx answer: delivered;
-- connection errors, timeouts, 5xx and 429 (with its `Retry-After`): `TemporaryFailure`;
+- 429 (with its `Retry-After`): `RateLimited`, which costs the delivery no attempt;
+- connection errors, timeouts and 5xx: `TemporaryFailure`;
 - any other 4xx: `PermanentFailure` (the receiver refused this message).
 """
 
@@ -13,7 +14,7 @@ import requests
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from notifierd.errors import PermanentFailure, TemporaryFailure
+from notifierd.errors import PermanentFailure, RateLimited, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import Worker
 
@@ -79,7 +80,7 @@ class WebhookWorker(Worker):
             return
         detail = f"webhook: HTTP {status}: {' '.join(response.text.split())[:200]}"
         if status == 429:
-            raise TemporaryFailure(detail, _seconds(response.headers.get("Retry-After")))
+            raise RateLimited(detail, _seconds(response.headers.get("Retry-After")))
         if 400 <= status < 500:
             raise PermanentFailure(detail)
         raise TemporaryFailure(detail)
