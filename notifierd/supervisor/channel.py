@@ -345,9 +345,13 @@ class ChannelRunner:
         if not wait and kind is OutcomeKind.RATE_LIMITED:
             wait = self.channel.retry.delay  # the remote named no time, but said "slow down"
         if wait is not None:
-            # A remote's Retry-After holds back every channel that spends its budget, not
-            # only this delivery.
-            self._rate.cool_down(now + wait)
+            # A remote's Retry-After holds back the whole channel, not only this delivery; a
+            # "slow down" every channel that spends its budget. A plain temporary failure's
+            # wait may be about one recipient (SMS.ru's per-number limit) and stays here.
+            if kind is OutcomeKind.RATE_LIMITED:
+                self._rate.cool_down(now + wait)
+            else:
+                self.cool_down(now + wait)
             fields["retry_after"] = wait
         if kind is OutcomeKind.MISCONFIGURED:
             self.misconfigured = outcome.error
