@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from notifierd.config import RetryPolicy
+from notifierd.errors import MAX_RETRY_AFTER, RateLimited
 from notifierd.lifecycle import Transition, after_outcome
 from notifierd.states import DeliveryState, OutcomeKind
 
@@ -233,6 +234,22 @@ def test_rate_limits_forever_end_expired_not_dead() -> None:
         now = result.due_at
     assert result.state is EXPIRED
     assert EXPIRES - 30 <= now < EXPIRES
+
+
+@pytest.mark.parametrize(
+    ("ttl", "expected"),
+    [
+        (1800, Transition(EXPIRED, error="oops", uncount=True)),
+        (86400, Transition(Q, NOW + MAX_RETRY_AFTER, "oops", uncount=True)),
+    ],
+)
+def test_a_retry_after_of_ten_days_waits_an_hour_at_most(ttl: float, expected: Transition) -> None:
+    """Bounded where the worker raises it: the channel asks again after an hour, and a
+    delivery whose TTL ends before then expires now."""
+    bounded = RateLimited("429", retry_after=10 * 86400).retry_after
+    assert bounded == MAX_RETRY_AFTER
+    result = transition(OutcomeKind.RATE_LIMITED, expires_at=NOW + ttl, retry_after=bounded)
+    assert result == expected
 
 
 def test_no_attempt_given_back_for_counted_or_terminal() -> None:
