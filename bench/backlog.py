@@ -1,9 +1,9 @@
 """A backlog of delayed deliveries, written straight into a new Store database.
 
-The rows are exactly what `SqliteStore.add` writes (its own schema, `notifierd.store.sqlite.
-SCHEMA`, one job and one queued delivery per message, due `delay` seconds from now), but
-inserted by one INSERT ... SELECT over a recursive CTE with `synchronous=OFF`: a million
-rows take seconds instead of the minutes a million POSTs would.
+The rows are exactly what `SqliteStore.add` writes (its own schema, made by
+`notifierd.store.sqlite_schema.migrate`, one job and one queued delivery per message, due
+`delay` seconds from now), but inserted by one INSERT ... SELECT over a recursive CTE with
+`synchronous=OFF`: a million rows take seconds instead of the minutes a million POSTs would.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from notifierd.store.sqlite_schema import SCHEMA
+from notifierd.store.sqlite_schema import migrate
 
 
 def write_backlog(database: Path, channel: str, count: int, delay: float, ttl: float) -> float:
@@ -25,7 +25,7 @@ def write_backlog(database: Path, channel: str, count: int, delay: float, ttl: f
     with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=OFF")
-        conn.executescript(SCHEMA)
+        migrate(conn)
         conn.execute("BEGIN")
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"

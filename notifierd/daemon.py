@@ -22,7 +22,7 @@ from notifierd.api.responses import counting_access_logger
 from notifierd.api.validation import SendRequest
 from notifierd.config import Channel
 from notifierd.control.server import CommandError, ControlServer
-from notifierd.errors import StoreError
+from notifierd.errors import StorageLost, StoreError
 from notifierd.journal import job_as_json
 from notifierd.logs import LogFiles
 from notifierd.metrics import Metrics
@@ -30,6 +30,7 @@ from notifierd.settings import Settings
 from notifierd.state_lock import StateLock
 from notifierd.states import RETRYABLE_STATES, DeliveryState
 from notifierd.store import NewJob, SqliteStore, Store, StoreCounts
+from notifierd.store.sqlite_schema import SCHEMA_VERSION
 from notifierd.supervisor.channel import ChannelRunner
 from notifierd.supervisor.process import spawn_context
 from notifierd.supervisor.rate_groups import rate_groups
@@ -165,6 +166,7 @@ class Daemon:
                 http=f"http://{self.settings.host}:{self._bound_port()}",
                 socket=str(self.settings.socket_path),
                 database=str(self.settings.database_path),
+                schema_version=SCHEMA_VERSION,
                 channels=sorted(self._channels),
                 paused=self.paused,
                 # Kept from `notifierctl stop` before the restart, until `notifierctl start`.
@@ -349,6 +351,8 @@ class Daemon:
         )
 
     def _store_failed(self, exc: Exception) -> None:
+        if isinstance(exc, StorageLost):
+            return  # the Store said so once, with the way to recover; not again at every poll
         log.error("store.failed", error=str(exc), exc_info=not isinstance(exc, StoreError))
 
     # -- control commands -------------------------------------------------------------------

@@ -12,6 +12,7 @@ import math
 EXIT_OK = 0
 EXIT_FAILURE = 1  # a runtime error after start-up
 EXIT_CONFIG = 2  # the settings or the channel file are invalid; nothing was started
+EXIT_STORE = 2  # the database is lost, damaged or newer than this code; nothing was started
 EXIT_NOT_RUNNING = 1  # notifierctl: no daemon answers on the socket
 
 #: The longest wait a remote's Retry-After is taken at its word for. A longer one (a bug, or a
@@ -31,6 +32,16 @@ class ConfigError(NotifierdError):
 
 class StoreError(NotifierdError):
     """The Store could not carry out an operation."""
+
+
+class StoreUnusable(StoreError):
+    """The database cannot be used as it is, and going on could lose data: an operator must act.
+    The message says what was found and how to recover."""
+
+
+class StorageLost(StoreError):
+    """The database file was deleted or replaced under the running daemon: nothing written from
+    then on would be kept, so nothing is written."""
 
 
 class DeliveryError(Exception):

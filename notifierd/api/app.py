@@ -14,7 +14,7 @@ from notifierd.api.auth import PROTECTED, bearer_auth
 from notifierd.api.body import BodyError, parse_query, read_body
 from notifierd.api.validation import FieldError, SendRequest, control_string, validate_send
 from notifierd.config import Channel
-from notifierd.errors import StoreError
+from notifierd.errors import StorageLost, StoreError
 
 log = structlog.get_logger("notifierd.api")
 
@@ -90,6 +90,13 @@ async def send(request: web.Request) -> web.StreamResponse:
         return error_response(422, exc.code, exc.description, exc.field)
     try:
         job_id = await intake.accept(channel, send_request)
+    except StorageLost:
+        return error_response(
+            503,
+            "storage_lost",
+            "the daemon's database file was deleted or replaced; nothing can be stored until an"
+            " operator restores it (see the daemon's log); the message was not accepted",
+        )
     except StoreError as exc:
         log.error("send.store_failed", channel=name, error=str(exc))
         return error_response(

@@ -16,8 +16,16 @@ from notifierd.cli.checks import warn_about_settings
 from notifierd.cli.options import add_setting_flags, settings_from
 from notifierd.config import load_channels
 from notifierd.control.server import SocketUnavailable
-from notifierd.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, StoreError
+from notifierd.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_STORE,
+    ConfigError,
+    StoreError,
+    StoreUnusable,
+)
 from notifierd.logs import configure_parent_logging
+from notifierd.store.sqlite_schema import SCHEMA_VERSION
 
 PRIVATE_UMASK = 0o077
 
@@ -28,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Notification daemon: accepts messages over HTTP, stores them durably and "
         "delivers them through worker processes.",
     )
-    parser.add_argument("--version", action="version", version=f"notifierd {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"notifierd {__version__} (database schema version {SCHEMA_VERSION})",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon (the default)")
     add_setting_flags(run)
@@ -84,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except SocketUnavailable as exc:
         structlog.get_logger("notifierd").critical("notifierd.socket_unavailable", error=str(exc))
         return EXIT_CONFIG
+    except StoreUnusable as exc:
+        structlog.get_logger("notifierd").critical("notifierd.failed", error=str(exc))
+        return EXIT_STORE
     except (StoreError, OSError) as exc:
         structlog.get_logger("notifierd").critical("notifierd.failed", error=str(exc))
         return EXIT_FAILURE

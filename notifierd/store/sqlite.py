@@ -13,6 +13,11 @@ GIL behind the busy loop, which cost more than the statements themselves.
 Jobs added in one transaction are inserted together (one `executemany` for all their rows).
 Reads for status and listings go through a second connection on another thread, so a slow scan
 never stalls intake (WAL lets them run side by side).
+
+The database file itself is guarded (`sqlite_guard`): checked before it is opened, its schema
+brought up to date (`sqlite_schema.migrate`), and watched while the daemon runs. Once its file
+is deleted or replaced, every write fails with `StorageLost`: a commit into a file nobody will
+open again must not be answered as stored.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from notifierd.config import RetryPolicy
-from notifierd.errors import StoreError
+from notifierd.errors import StorageLost, StoreError
 from notifierd.messages import Delivery, Outcome
 from notifierd.states import RETRYABLE_STATES, OutcomeKind
 from notifierd.store.base import (
@@ -45,10 +52,13 @@ from notifierd.store.base import (
     StoreCounts,
 )
 from notifierd.store.counts import EXPIRED, LEASED, QUEUED, CountChanges, DeliveryCounts
+from notifierd.store.sqlite_guard import WATCH_SECONDS, DatabaseGuard
 from notifierd.store.sqlite_jobs import list_jobs, requeue_each, requeue_rows
 from notifierd.store.sqlite_outcomes import apply_delivered, apply_outcome
 from notifierd.store.sqlite_rows import RowsInsert
-from notifierd.store.sqlite_schema import FINISHED, SCHEMA
+from notifierd.store.sqlite_schema import FINISHED, SCHEMA_VERSION, migrate
+
+log = structlog.get_logger("notifierd.store")
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
@@ -64,6 +74,10 @@ _ROLLBACK = "ROLLBACK TO op"
 class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._guard = DatabaseGuard(path)
+        #: Set once the database file has left its path: every write fails with it.
+        self._lost: StorageLost | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-reader")
         self._write_conn: sqlite3.Connection | None = None
@@ -89,15 +103,17 @@ class SqliteStore(Store):
 
     async def open(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._write_conn = await loop.run_in_executor(self._writer, self._connect_writer)
             self._read_conn = await loop.run_in_executor(self._reader, self._connect_reader)
             await loop.run_in_executor(self._writer, self._count_all, self._write_conn)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        self._watch = loop.create_task(self._watch_file())
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         await self._idle.wait()
         loop = asyncio.get_running_loop()
         if self._write_conn is not None:
@@ -110,12 +126,25 @@ class SqliteStore(Store):
         self._reader.shutdown()
 
     def _connect_writer(self) -> sqlite3.Connection:
+        self._guard.before_open()
         # Statements run on the loop's thread, the COMMIT on the writer's: never both at once.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(SCHEMA)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            found = migrate(conn)
+            self._guard.after_open(conn)
+        except BaseException:
+            conn.close()
+            raise
+        if found < SCHEMA_VERSION:
+            log.info(
+                "store.migrated",
+                database=str(self.path),
+                from_version=found,
+                to_version=SCHEMA_VERSION,
+            )
         return conn
 
     def _count_all(self, conn: sqlite3.Connection) -> None:
@@ -136,12 +165,24 @@ class SqliteStore(Store):
         conn.execute("PRAGMA query_only=ON")
         return conn
 
+    async def _watch_file(self) -> None:
+        while self._lost is None:
+            await asyncio.sleep(WATCH_SECONDS)
+            reason = self._guard.lost()
+            if reason is not None:
+                self._mark_lost(StorageLost(reason))
+
+    def _mark_lost(self, error: StorageLost) -> None:
+        if self._lost is None:
+            self._lost = error
+            log.error("store.lost", error=str(error), recovery=self._guard.recovery_hint())
+
     # -- group commit -----------------------------------------------------------------------
 
     def _write(self, operation: Operation) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._running_loop().create_future()
-        if self._write_conn is None:
-            future.set_exception(StoreError("the store is closed"))
+        if self._write_conn is None or self._lost is not None:
+            future.set_exception(self._lost or StoreError("the store is closed"))
             return future
         self._pending.append((operation, future))
         self._schedule()
@@ -184,6 +225,12 @@ class SqliteStore(Store):
         commit.add_done_callback(lambda done: self._committed(done, futures, results, changes))
 
     def _commit(self, conn: sqlite3.Connection) -> None:
+        # One stat() per transaction, on the writer's thread: a write after the file left its
+        # path is refused at once, not at the watch's next look.
+        lost = self._guard.lost()
+        if lost is not None:
+            self._rollback(conn)
+            raise StorageLost(lost)
         try:
             conn.execute("COMMIT")
         except sqlite3.Error:
@@ -198,8 +245,13 @@ class SqliteStore(Store):
         changes: CountChanges,
     ) -> None:
         exc = commit.exception()
-        error = None if exc is None else StoreError(f"could not commit to {self.path}: {exc}")
-        if error is None:
+        error: StoreError | None = None
+        if isinstance(exc, StorageLost):
+            self._mark_lost(exc)
+            error = exc
+        elif exc is not None:
+            error = StoreError(f"could not commit to {self.path}: {exc}")
+        else:
             self._counts.apply(changes)
         self._settle(futures, results, error)
 
@@ -323,6 +375,8 @@ class SqliteStore(Store):
         return int(await self._write(run))
 
     async def add(self, job: NewJob, now: float) -> int:
+        if self._lost is not None:
+            raise self._lost
         future: asyncio.Future[Any] = self._running_loop().create_future()
         self._pending_jobs.append((job, now, future))
         self._schedule()

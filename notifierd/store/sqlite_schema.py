@@ -1,9 +1,24 @@
-"""The SQLite Store's tables and indexes. Created if missing at every start."""
+"""The SQLite Store's schema, as a list of migrations, and what applies them at start-up.
+
+A database's `PRAGMA user_version` is the number of migrations it has had. At every start the
+missing ones run in one transaction, so a database is either at its old version or at the new
+one, never in between. To change the schema, append one entry to `MIGRATIONS` (SQL statements
+separated by semicolons) and never edit one that has shipped: databases in the field have had
+it already. A database whose version is above `SCHEMA_VERSION` was written by a newer notifierd
+and is refused by `sqlite_guard` before anything touches it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
 
 #: The condition of a finished delivery, as the partial index deliveries_done states it.
 FINISHED = "state NOT IN ('queued', 'leased')"
 
-SCHEMA = """
+#: The schema of notifierd 0.1.0, which had no version (its databases are at user_version 0 with
+#: all of this in place, hence IF NOT EXISTS).
+_BASELINE = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
@@ -54,3 +69,52 @@ CREATE TABLE IF NOT EXISTS flags (
     value TEXT NOT NULL
 );
 """
+
+#: The database's identity: the state dir's marker file names it, so that a database replaced
+#: by another is noticed at start-up (sqlite_guard).
+_IDENTITY = """
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO meta (name, value) VALUES ('database_id', lower(hex(randomblob(16))));
+"""
+
+#: Migration N (counting from 1) brings a database from version N - 1 to N. Append only.
+MIGRATIONS: tuple[str, ...] = (_BASELINE, _IDENTITY)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database up to `SCHEMA_VERSION` in one transaction (`conn` in autocommit
+    mode, as `isolation_level=None` makes it). Returns the version it had."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = schema_version(conn)
+        for script in MIGRATIONS[found:]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        if found < SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script one by one: `executescript` would commit the transaction
+    first. SQLite's own parser says where a statement ends (a semicolon in a comment does not
+    end one)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""

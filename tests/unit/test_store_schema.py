@@ -9,7 +9,7 @@ from pathlib import Path
 from notifierd.store import NewJob, SqliteStore
 from notifierd.store.sqlite import _INSERT_DELIVERIES
 from notifierd.store.sqlite_rows import MAX_PARAMETERS, RowsInsert
-from notifierd.store.sqlite_schema import FINISHED, SCHEMA
+from notifierd.store.sqlite_schema import FINISHED, MIGRATIONS, migrate
 
 
 def opcodes(conn: sqlite3.Connection, sql: str, arguments: tuple[object, ...]) -> list[str]:
@@ -17,8 +17,8 @@ def opcodes(conn: sqlite3.Connection, sql: str, arguments: tuple[object, ...]) -
 
 
 def test_inserting_and_finishing_a_delivery_builds_no_temporary_table() -> None:
-    conn = sqlite3.connect(":memory:")
-    conn.executescript(SCHEMA)
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(conn)
     insert = opcodes(conn, _INSERT_DELIVERIES.sql(1), (1, "c", "r", 1.0, 2.0, 1.0, 1.0))
     finish = opcodes(
         conn,
@@ -31,8 +31,8 @@ def test_inserting_and_finishing_a_delivery_builds_no_temporary_table() -> None:
 
 
 def test_the_prune_query_uses_the_index_of_finished_deliveries() -> None:
-    conn = sqlite3.connect(":memory:")
-    conn.executescript(SCHEMA)
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(conn)
     plan = conn.execute(
         f"EXPLAIN QUERY PLAN SELECT id FROM deliveries WHERE {FINISHED} AND updated_at < ?",
         (1.0,),
@@ -43,7 +43,7 @@ def test_the_prune_query_uses_the_index_of_finished_deliveries() -> None:
 async def test_an_earlier_schema_is_brought_up_to_date(tmp_path: Path) -> None:
     path = tmp_path / "notifierd.db"
     old = sqlite3.connect(path)
-    old.executescript(SCHEMA.replace("DROP INDEX IF EXISTS deliveries_finished;", ""))
+    old.executescript(MIGRATIONS[0].replace("DROP INDEX IF EXISTS deliveries_finished;", ""))
     old.execute(
         "CREATE INDEX deliveries_finished ON deliveries (updated_at)"
         " WHERE state IN ('delivered', 'failed', 'dead', 'expired')"
