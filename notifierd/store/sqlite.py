@@ -175,7 +175,8 @@ class SqliteStore(Store):
     def _mark_lost(self, error: StorageLost) -> None:
         if self._lost is None:
             self._lost = error
-            log.error("store.lost", error=str(error), recovery=self._guard.recovery_hint())
+            wal = self._guard.set_aside_wal()
+            log.error("store.lost", error=str(error), recovery=self._guard.recovery_hint(wal))
 
     # -- group commit -----------------------------------------------------------------------
 

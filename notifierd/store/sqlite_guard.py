@@ -62,7 +62,9 @@ class DatabaseGuard:
         self.path = path
         self.marker = path.with_name(path.name + ".created")
         self._marked_id: str | None = None
+        self.wal = path.with_name(path.name + "-wal")
         self._identity: Identity | None = None
+        self._wal_identity: Identity | None = None
 
     def before_open(self) -> None:
         """Refuse, with the way out, a start on a full disk, or with a database that is lost,
@@ -88,6 +90,9 @@ class DatabaseGuard:
             self._marked_id = database_id
         _reserve_shm(self.path.with_name(self.path.name + "-shm"))
         self._identity = _identity(self.path)
+        # SQLite made the WAL when it entered WAL mode; None only if something removed it since.
+        with contextlib.suppress(FileNotFoundError):
+            self._wal_identity = _identity(self.wal)
 
     def lost(self) -> str | None:
         """How the open database's file left its path (deleted or replaced), or None."""
@@ -107,25 +112,34 @@ class DatabaseGuard:
             )
         return None
 
-    def recovery_hint(self) -> str:
+    def set_aside_wal(self) -> Path | None:
+        """Once the database has left its path: rename its WAL, which SQLite would otherwise
+        replay onto whatever file takes the database's name next (a restored backup, another
+        database). Returns the new name; None when the WAL at the path is not the lost one's."""
+        try:
+            if _identity(self.wal) != self._wal_identity:
+                return None
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            return self.wal.rename(self.wal.with_name(f"{self.wal.name}.orphaned-{stamp}"))
+        except OSError:
+            return None
+
+    def recovery_hint(self, wal: Path | None) -> str:
+        kept = f"; what it held since the last checkpoint is in {wal}" if wal else ""
         return (
-            f"Stop notifierd, then {self._restore()}; a start without it is refused while"
-            f" {self.marker} exists. To start with an empty database on purpose, remove that file"
+            f"Stop notifierd, then restore {self.path} from a backup{kept}. A start without"
+            f" the database, or with another one, is refused while {self.marker} exists; to start"
+            " with an empty database on purpose, remove that file"
         )
 
     def _lost_message(self) -> str:
         return (
             f"the database {self.path} is missing, but {self.marker} shows that one was created"
-            f" in this state dir: it was deleted or moved. To recover, {self._restore()}, or, to"
-            f" start with an empty database on purpose, remove {self.marker}"
-        )
-
-    def _restore(self) -> str:
-        # A WAL left behind would be replayed onto whatever file takes the database's name.
-        return (
-            f"move away the {self.path.name}-wal and {self.path.name}-shm files left in"
-            f" {self.path.parent} (they belong to the lost file) and restore {self.path} from a"
-            " backup (with its -wal file if it has one)"
+            f" in this state dir: it was deleted or moved. To recover, move away any"
+            f" {self.wal.name} left in {self.path.parent} (SQLite would replay it onto the file"
+            f" put in the database's place) and restore {self.path} from a backup (with its -wal"
+            f" file if it has one), or, to start with an empty database on purpose, remove"
+            f" {self.marker}"
         )
 
     def _replaced_message(self, database_id: str | None) -> str:
