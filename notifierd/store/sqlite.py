@@ -163,6 +163,9 @@ class SqliteStore(Store):
         conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA query_only=ON")
+        # A first read opens the WAL, so that reads go on should the files leave their paths
+        # (a connection that has not read yet cannot open them then).
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return conn
 
     async def _watch_file(self) -> None:

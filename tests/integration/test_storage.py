@@ -58,7 +58,7 @@ def test_a_database_deleted_under_the_daemon_stops_intake_and_blocks_a_restart(
     make_daemon: DaemonFactory,
 ) -> None:
     daemon = make_daemon(NULL_CHANNEL).start()
-    assert daemon.send("devnull", "before").status_code == 204
+    job_id = daemon.send("devnull", "before").headers["X-Job-Id"]
 
     deleted_at = time.time()
     database(daemon).unlink()
@@ -71,6 +71,9 @@ def test_a_database_deleted_under_the_daemon_stops_intake_and_blocks_a_restart(
     assert storage_lost_answers(daemon, 20) == [(503, "storage_lost")] * 20
     assert daemon.events("store.lost") == [lost]  # one line, not one per poll or request
     assert not daemon.events("store.failed")
+    # What it holds can still be read, to see what was lost.
+    assert requests.get(daemon.url(f"/api/jobs/{job_id}"), timeout=10).status_code == 200
+    assert daemon.ctl("status").returncode == 0
     assert daemon.terminate() == 0
 
     code, error = refused_start(daemon)
@@ -97,6 +100,9 @@ def test_the_first_write_after_the_file_was_replaced_is_refused(
     assert response.json()["code"] == "storage_lost"
     lost = wait_for(lambda: daemon.event("store.lost"), what="store.lost")
     assert "replaced" in lost["error"]
+    # Its WAL is set aside: the next start would replay it onto the new file.
+    [orphaned] = daemon.state_dir.glob("notifierd.db-wal.orphaned-*")
+    assert str(orphaned) in lost["recovery"]
     assert daemon.terminate() == 0
 
     code, error = refused_start(daemon)
