@@ -207,8 +207,9 @@ def _damaged_message(path: Path, detail: str) -> str:
     return (
         f"the database {path} is damaged ({detail}). Keep a copy of it (with its -wal file), then"
         f" restore it from a backup, or save what SQLite can still read:"
-        f" `sqlite3 {path} .recover > recovered.sql`, move {path} and its -wal and -shm files"
-        f" away, `sqlite3 {path} < recovered.sql`, and start again"
+        f" `sqlite3 {path} .dump > recovered.sql` (`.recover` instead of `.dump` where your"
+        f" sqlite3 has it), move {path} and its -wal and -shm files away,"
+        f" `sqlite3 {path} < recovered.sql`, and start again"
     )
 
 

@@ -4,8 +4,11 @@ A database's `PRAGMA user_version` is the number of migrations it has had. At ev
 missing ones run in one transaction, so a database is either at its old version or at the new
 one, never in between. To change the schema, append one entry to `MIGRATIONS` (SQL statements
 separated by semicolons) and never edit one that has shipped: databases in the field have had
-it already. A database whose version is above `SCHEMA_VERSION` was written by a newer notifierd
-and is refused by `sqlite_guard` before anything touches it.
+it already. Where SQLite allows, write a migration so that it can run again on a database that
+has it (IF NOT EXISTS, OR IGNORE): a database saved with `sqlite3 .dump` and loaded again has
+lost its version, and its migrations run once more. A database whose version is above
+`SCHEMA_VERSION` was written by a newer notifierd and is refused by `sqlite_guard` before
+anything touches it.
 """
 
 from __future__ import annotations
@@ -73,11 +76,11 @@ CREATE TABLE IF NOT EXISTS flags (
 #: The database's identity: the state dir's marker file names it, so that a database replaced
 #: by another is noticed at start-up (sqlite_guard).
 _IDENTITY = """
-CREATE TABLE meta (
+CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (name, value) VALUES ('database_id', lower(hex(randomblob(16))));
+INSERT OR IGNORE INTO meta (name, value) VALUES ('database_id', lower(hex(randomblob(16))));
 """
 
 #: Migration N (counting from 1) brings a database from version N - 1 to N. Append only.

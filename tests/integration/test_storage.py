@@ -154,7 +154,7 @@ def test_a_damaged_database_is_refused_with_the_way_to_recover(
 
     assert code == 2
     assert f"the database {database(daemon)} is damaged" in error
-    assert f"sqlite3 {database(daemon)} .recover > recovered.sql" in error
+    assert f"sqlite3 {database(daemon)} .dump > recovered.sql" in error
 
 
 def test_a_database_from_a_newer_notifierd_is_refused_untouched(

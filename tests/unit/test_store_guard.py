@@ -156,3 +156,22 @@ def test_the_lost_database_s_wal_is_set_aside(tmp_path: Path) -> None:
     assert moved is not None
     assert moved.name.startswith("notifierd.db-wal.orphaned-")
     assert not guard.wal.exists()
+
+
+async def test_a_database_saved_with_dump_and_loaded_again_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "notifierd.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.add(JOB, 1.0)
+    await store.close()
+    with connection(path) as conn:
+        dump = "\n".join(conn.iterdump())  # as `sqlite3 .dump`: the version is not in it
+    path.unlink()
+    with connection(path) as conn:
+        conn.executescript(dump)
+        assert schema_version(conn) == 0
+
+    again = SqliteStore(path)
+    await again.open()  # the marker names the same id; the migrations run again, harmlessly
+    assert (await again.get_job(1)) is not None
+    await again.close()
