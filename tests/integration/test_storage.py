@@ -242,7 +242,8 @@ def small_filesystem(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
+        if subprocess.run(["umount", str(mount_point)], check=False).returncode:
+            subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
 
 
 def fill(directory: Path) -> Path:
@@ -261,8 +262,9 @@ def fill(directory: Path) -> Path:
 
 
 def test_a_start_on_a_full_disk_is_refused_without_sigbus(
-    make_daemon: DaemonFactory, small_filesystem: Path
+    small_filesystem: Path, make_daemon: DaemonFactory
 ) -> None:
+    # small_filesystem first: set up first, torn down last, once the daemons are gone.
     daemon = make_daemon(NULL_CHANNEL)
     daemon.state_dir = small_filesystem / "state"
     daemon.start()
