@@ -175,3 +175,14 @@ async def test_a_database_saved_with_dump_and_loaded_again_is_accepted(tmp_path:
     await again.open()  # the marker names the same id; the migrations run again, harmlessly
     assert (await again.get_job(1)) is not None
     await again.close()
+
+
+async def test_the_shared_memory_file_is_allocated_ahead(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "notifierd.db")
+    await store.open()
+    try:
+        shm = (tmp_path / "notifierd.db-shm").stat()
+        # Allocated, not sparse: growing into it cannot fault on a full disk.
+        assert shm.st_blocks * 512 >= sqlite_guard.SHM_RESERVE_BYTES
+    finally:
+        await store.close()
