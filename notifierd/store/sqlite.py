@@ -122,6 +122,7 @@ class SqliteStore(Store):
         if self._read_conn is not None:
             await loop.run_in_executor(self._reader, self._read_conn.close)
             self._read_conn = None
+        self._guard.release()
         self._writer.shutdown()
         self._reader.shutdown()
 
@@ -137,6 +138,7 @@ class SqliteStore(Store):
             self._guard.after_open(conn)
         except BaseException:
             conn.close()
+            self._guard.release()
             raise
         if found < SCHEMA_VERSION:
             log.info(

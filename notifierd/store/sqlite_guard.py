@@ -65,6 +65,11 @@ class DatabaseGuard:
         self.wal = path.with_name(path.name + "-wal")
         self._identity: Identity | None = None
         self._wal_identity: Identity | None = None
+        #: Held open until the database is closed: closing any descriptor of the -shm file
+        #: would drop SQLite's fcntl locks on it (they belong to the process, not to the
+        #: descriptor), and the next process to open the database would then truncate the
+        #: file under this one's mapping.
+        self._shm_fd: int | None = None
 
     def before_open(self) -> None:
         """Refuse, with the way out, a start on a full disk, or with a database that is lost,
@@ -88,11 +93,17 @@ class DatabaseGuard:
             assert database_id is not None  # the migrations gave it one
             _write_marker(self.marker, self.path.name, database_id)
             self._marked_id = database_id
-        _reserve_shm(self.path.with_name(self.path.name + "-shm"))
+        self._shm_fd = _reserve_shm(self.path.with_name(self.path.name + "-shm"))
         self._identity = _identity(self.path)
         # SQLite made the WAL when it entered WAL mode; None only if something removed it since.
         with contextlib.suppress(FileNotFoundError):
             self._wal_identity = _identity(self.wal)
+
+    def release(self) -> None:
+        """After SQLite closed the database: let go of the -shm file."""
+        if self._shm_fd is not None:
+            os.close(self._shm_fd)
+            self._shm_fd = None
 
     def lost(self) -> str | None:
         """How the open database's file left its path (deleted or replaced), or None."""
@@ -256,16 +267,20 @@ def _write_marker(marker: Path, database: str, database_id: str) -> None:
         os.close(directory)
 
 
-def _reserve_shm(shm: Path) -> None:
+def _reserve_shm(shm: Path) -> int | None:
+    """Allocate the -shm file's first pages; returns its descriptor, to be closed only after
+    SQLite closed the database (see `DatabaseGuard._shm_fd`)."""
     try:
         fd = os.open(shm, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            os.posix_fallocate(fd, 0, SHM_RESERVE_BYTES)
-        finally:
-            os.close(fd)
+    except OSError as exc:
+        log.warning("store.shm_not_reserved", path=str(shm), error=str(exc))
+        return None
+    try:
+        os.posix_fallocate(fd, 0, SHM_RESERVE_BYTES)
     except OSError as exc:
         # Not every filesystem can: the start goes on, as it did before this reserve.
         log.warning("store.shm_not_reserved", path=str(shm), error=str(exc))
+    return fd
 
 
 def _identity(path: Path) -> Identity:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,6 +154,7 @@ def test_the_lost_database_s_wal_is_set_aside(tmp_path: Path) -> None:
         assert guard.lost() is not None
 
         moved = guard.set_aside_wal()
+    guard.release()
 
     assert moved is not None
     assert moved.name.startswith("notifierd.db-wal.orphaned-")
@@ -184,5 +187,30 @@ async def test_the_shared_memory_file_is_allocated_ahead(tmp_path: Path) -> None
         shm = (tmp_path / "notifierd.db-shm").stat()
         # Allocated, not sparse: growing into it cannot fault on a full disk.
         assert shm.st_blocks * 512 >= sqlite_guard.SHM_RESERVE_BYTES
+    finally:
+        await store.close()
+
+
+async def test_another_process_reading_the_database_leaves_the_shared_memory_alone(
+    tmp_path: Path,
+) -> None:
+    # Closing any descriptor of a file drops the process's fcntl locks on it: had the reserve
+    # closed its own, the next process to open the database would take itself for the first,
+    # truncate the -shm file and make the daemon fault (SIGBUS) on its mapping.
+    path = tmp_path / "notifierd.db"
+    shm = tmp_path / "notifierd.db-shm"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        reader = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True)"
+            ".execute('SELECT COUNT(*) FROM jobs').fetchone()",
+            str(path),
+        )
+        assert await reader.wait() == 0
+        assert shm.stat().st_size == sqlite_guard.SHM_RESERVE_BYTES
+        await store.add(JOB, 1.0)
     finally:
         await store.close()
