@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from notifierd.errors import ConfigError
 from notifierd.workers.base import RegexPattern, Worker
+from notifierd.workers.message_text import character_refusal
 from notifierd.workers.registry import UnknownWorker, load_worker_class
 
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -79,22 +80,18 @@ class Channel:
     processes: int
     retry: RetryPolicy
     ttl: int
-    pattern: re.Pattern[str]
+    #: The channel's own `message_pattern`; None: the default character rule (message_text).
+    pattern: re.Pattern[str] | None
     lease: float
     prefetch: int
     recipients: tuple[str, ...]
 
     def check_message(self, message: str) -> str | None:
         """None if `message` is acceptable on this channel, else the reason."""
-        if self.pattern.fullmatch(message) is None:
-            return self._pattern_mismatch(message)
+        reason = character_refusal(message, self.pattern)
+        if reason is not None:
+            return reason
         return self.worker_class.check_message(self.params, message)
-
-    def _pattern_mismatch(self, message: str) -> str:
-        limit = self.worker_class.max_length
-        if len(message) > limit:
-            return f"message is {len(message)} characters long; this channel accepts {limit}"
-        return "message contains characters or a form this channel does not accept"
 
 
 def load_channels(path: Path, default_ttl: int) -> dict[str, Channel]:
@@ -150,7 +147,7 @@ def _build_channel(path: Path, key: str, name: str, entry: Any, default_ttl: int
         processes=spec.processes,
         retry=spec.retry,
         ttl=spec.ttl or default_ttl,
-        pattern=re.compile(spec.message_pattern or worker_class.message_pattern(params)),
+        pattern=re.compile(spec.message_pattern) if spec.message_pattern else None,
         lease=spec.lease or worker_class.lease_seconds,
         prefetch=spec.prefetch or worker_class.prefetch,
         recipients=recipients,

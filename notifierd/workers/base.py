@@ -1,8 +1,9 @@
 """The base class every worker type derives from.
 
 A worker type declares its parameters as a pydantic model (`Params`), the text it accepts
-(`max_length` and `allowed_characters`, from which the default message pattern is built), how
-a channel fans a job out to recipients, and how fast it may send. One instance lives in each
+(any Unicode text without control characters, see `message_text`, up to `max_length` counted as
+the remote counts: `check_message`), how a channel fans a job out to recipients, and how fast
+it may send. One instance lives in each
 worker process of a channel; `send` runs there, synchronously, one delivery at a time.
 
 `send` returns when the remote accepted the message, or raises:
@@ -33,15 +34,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from notifierd.messages import Delivery
 from notifierd.redaction import secret_values
-
-# Latin and Cyrillic letters, digits, ASCII punctuation and the typographic punctuation that
-# Russian and English texts use (SPEC "text"), plus any whitespace including line breaks.
-DEFAULT_ALLOWED_CHARACTERS = (
-    r"A-Za-z\u00C0-\u024F\u0400-\u04FF0-9\s"
-    r"!-/:-@\[-`{-~"
-    r"\u00A0\u00A7\u00A9\u00AB\u00AE\u00B0\u00B1\u00B7\u00BB"
-    r"\u2010-\u2015\u2018-\u201F\u2022\u2026\u2030\u2039\u203A\u20AC\u20BD\u2116\u2122"
-)
+from notifierd.workers.message_text import too_long
 
 
 def _valid_regex(value: str) -> str:
@@ -62,20 +55,14 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def build_pattern(allowed_characters: str, max_length: int) -> str:
-    """A pattern matching a text of 1..max_length allowed characters, not all whitespace."""
-    return rf"(?=[\s\S]*\S)[{allowed_characters}]{{1,{max_length}}}"
-
-
 class Worker(ABC):
     """Base class of worker types. Subclasses set the class attributes and implement `send`."""
 
     #: The pydantic model of the channel's `params`. Use `extra="forbid"` so typos are errors.
     Params: ClassVar[type[BaseModel]] = NoParams
-    #: The longest message the remote accepts, in characters.
-    max_length: ClassVar[int] = 4096
-    #: A regular-expression character class (without brackets) of what the remote accepts.
-    allowed_characters: ClassVar[str] = DEFAULT_ALLOWED_CHARACTERS
+    #: The longest message the remote accepts, in characters (code points); None: no limit but
+    #: the server's `max_body_size`. A remote that counts otherwise overrides `check_message`.
+    max_length: ClassVar[int | None] = 4096
     #: How many deliveries a worker process may hold at once. Fast local workers take many
     #: (fewer hand-overs), remote ones one (the lease clock runs while a delivery waits).
     prefetch: ClassVar[int] = 1
@@ -87,20 +74,21 @@ class Worker(ABC):
         self.params = params
 
     @classmethod
-    def default_pattern(cls) -> str:
-        """The pattern a message must fully match, unless the channel overrides it."""
-        return build_pattern(cls.allowed_characters, cls.max_length)
-
-    @classmethod
-    def message_pattern(cls, params: BaseModel) -> str:
-        """The default pattern of a channel with these params, unless the channel overrides it.
-        Override when a parameter changes what the remote accepts (Telegram's `split_long`)."""
-        return cls.default_pattern()
+    def length_limit(cls, params: BaseModel) -> int | None:
+        """The longest message a channel with these params accepts, in characters. Override
+        when a parameter changes it (Telegram's `split_long`)."""
+        return cls.max_length
 
     @classmethod
     def check_message(cls, params: BaseModel, message: str) -> str | None:
-        """An extra check of a message, beyond the pattern: None if fine, else the reason,
-        shown to the client in the 422. Used when the pattern cannot say enough (SMS parts)."""
+        """The remote's rules for a message whose characters passed (`message_text`): None if
+        fine, else the reason, shown to the client in the 422. By default the length in
+        characters against `length_limit`. Override to check as the remote does: a remote that
+        counts the length after parsing markup, or in SMS parts, checks that and words a length
+        refusal with `message_text.too_long`. Runs on every request: keep it cheap."""
+        limit = cls.length_limit(params)
+        if limit is not None and len(message) > limit:
+            return too_long(len(message), limit)
         return None
 
     @classmethod
@@ -149,8 +137,3 @@ def hashed_rate_key(kind: str, identity: str) -> str:
     """A rate key naming a remote account by a hash of what identifies it, which may be a
     secret (a bot token)."""
     return f"{kind}:{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a message pattern; it is applied with `fullmatch`."""
-    return re.compile(pattern)

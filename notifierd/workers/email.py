@@ -342,7 +342,7 @@ class EmailWorker(Worker):
     """Sends each delivery as one SMTP transaction to one recipient."""
 
     Params = EmailParams
-    max_length = 100_000
+    max_length = None  # a mail body has no limit of its own; the API's max_body_size bounds it
     # One send is several round trips (connect, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA), each
     # bounded by `timeout`: hold the lease long enough that a slow server is not raced.
     lease_seconds = 300.0

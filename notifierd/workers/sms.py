@@ -14,7 +14,9 @@ params:
 ```
 
 A message is accepted when it fits in `max_parts` parts: GSM-7 texts take 160 characters in one
-SMS or 153 per part, UCS-2 texts (anything outside GSM-7, e.g. Cyrillic) 70 or 67 per part.
+SMS or 153 per part, UCS-2 texts (anything outside GSM-7, e.g. Cyrillic or an emoji) 70 or 67
+UTF-16 units per part, an emoji taking two. SMS.ru sends at most 8 parts, so `max_parts` is
+capped there at 8; elsewhere at 10.
 """
 
 from __future__ import annotations
@@ -37,9 +39,8 @@ from notifierd import __version__
 from notifierd.messages import Delivery
 from notifierd.workers.base import Worker, hashed_rate_key
 from notifierd.workers.remote import BoundedSession
-from notifierd.workers.sms_parts import GSM7_PER_PART, count_parts
+from notifierd.workers.sms_parts import SmsEncoding, count_parts
 from notifierd.workers.sms_providers import (
-    MAX_PARTS_LIMIT,
     HttpGatewayParams,
     SmsRuParams,
     TwilioParams,
@@ -85,7 +86,7 @@ class SmsWorker(Worker):
     """Sends each delivery as one request to the channel's gateway."""
 
     Params = SmsParams
-    max_length = MAX_PARTS_LIMIT * GSM7_PER_PART
+    max_length = None  # counted in parts by check_message
 
     def __init__(self, channel: str, params: BaseModel) -> None:
         super().__init__(channel, params)
@@ -116,9 +117,13 @@ class SmsWorker(Worker):
         parts = count_parts(message)
         if parts.parts <= limit:
             return None
+        if parts.encoding is SmsEncoding.GSM7:
+            length = f"{parts.units} septets long in GSM-7 (^{{}}[]~|€\\ take two)"
+        else:
+            length = f"{parts.units} UTF-16 units long in UCS-2 (an emoji takes two)"
         return (
-            f"the message needs {parts.parts} SMS parts ({parts.encoding.value}, "
-            f"{parts.per_part} characters per part); this channel allows at most {limit}"
+            f"message is {length} and needs {parts.parts} SMS parts of {parts.per_part}; "
+            f"this channel allows at most {limit} (max_parts)"
         )
 
     def open(self) -> None:

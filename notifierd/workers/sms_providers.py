@@ -45,9 +45,10 @@ from notifierd.workers.remote import (
 )
 
 E164 = re.compile(r"\+[1-9][0-9]{7,14}")
-#: The most parts a channel may allow; the default message pattern admits the longest text
-#: that could fit in this many parts (GSM-7), `check_message` then applies the channel's limit.
+#: The most parts a channel may allow: Twilio takes up to 1600 characters, 10 GSM-7 parts.
 MAX_PARTS_LIMIT = 10
+#: SMS.ru refuses a text longer than 8 SMS (status 205).
+SMSRU_MAX_PARTS = 8
 
 
 def _check_e164(phone: str) -> str:
@@ -172,6 +173,7 @@ def twilio_failure(response: requests.Response, body: Any, secrets: list[str]) -
 class SmsRuParams(SmsParamsBase):
     provider: Literal["smsru"]
     api_id: SecretStr
+    max_parts: int = Field(default=6, ge=1, le=SMSRU_MAX_PARTS)
     base_url: BaseUrl = "https://sms.ru"
 
     def secrets(self) -> list[str]:

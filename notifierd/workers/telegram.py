@@ -56,7 +56,7 @@ from notifierd.errors import (
     TemporaryFailure,
 )
 from notifierd.messages import Delivery
-from notifierd.workers.base import Worker, build_pattern, hashed_rate_key
+from notifierd.workers.base import Worker, hashed_rate_key
 from notifierd.workers.remote import BoundedSession
 from notifierd.workers.telegram_markup import (
     TEXT_LIMIT,
@@ -253,21 +253,20 @@ class TelegramWorker(Worker):
     # -- what the core asks the class --------------------------------------------------------
 
     @classmethod
-    def message_pattern(cls, params: BaseModel) -> str:
+    def length_limit(cls, params: BaseModel) -> int | None:
         """With `split_long`, text up to `max_parts` messages long; else one message's worth.
-        Formatted text is measured after parsing (`check_message`); its pattern only bounds the
+        Formatted text is measured after parsing (`check_message`); this only bounds the
         markup as sent."""
         assert isinstance(params, TelegramParams)
         parts = params.max_parts if params.split_long else 1
-        if params.format != "text":
-            return build_pattern(cls.allowed_characters, RAW_TEXT_LIMIT * parts)
-        if params.split_long:
-            return build_pattern(cls.allowed_characters, TEXT_LIMIT * parts)
-        return cls.default_pattern()
+        return (TEXT_LIMIT if params.format == "text" else RAW_TEXT_LIMIT) * parts
 
     @classmethod
     def check_message(cls, params: BaseModel, message: str) -> str | None:
         assert isinstance(params, TelegramParams)
+        reason = super().check_message(params, message)
+        if reason is not None:
+            return reason
         if params.format == "text":
             return _check_parts(params, split_text(message)) if params.split_long else None
         try:

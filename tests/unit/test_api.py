@@ -429,12 +429,25 @@ async def test_invalid_utf8(
     assert intake.accepted == []
 
 
-async def test_message_outside_pattern(client: Client, intake: FakeIntake) -> None:
-    for message in ("hello 😀", "你好", "tab\tand\u0000nul"):
-        status, answer = await post_form(client, urlencode({"message": message}))
-        assert status == 422, message
-        error = error_of(answer)
-        assert (error["code"], error["field"]) == ("message_rejected", "message")
+async def test_any_unicode_text_is_accepted(client: Client, intake: FakeIntake) -> None:
+    messages = [
+        "hello 😀",
+        "你好",
+        "🔥 disk full ✅ → ≥ 90% 250µs Ωμέγα 磁盘已满",
+        "tab\tand\r\nnew line",
+    ]
+    for message in messages:
+        status, _ = await post_form(client, urlencode({"message": message}))
+        assert status == 204, message
+    assert [request.message for _, request in intake.accepted] == messages
+
+
+async def test_control_character_is_refused_naming_it(client: Client, intake: FakeIntake) -> None:
+    status, answer = await post_form(client, urlencode({"message": "tab\tand\u0000nul"}))
+    assert status == 422
+    error = error_of(answer)
+    assert (error["code"], error["field"]) == ("message_rejected", "message")
+    assert "U+0000 at position 8" in error["description"]
     assert intake.accepted == []
 
 

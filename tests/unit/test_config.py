@@ -67,6 +67,7 @@ def test_every_key_is_read(write_yaml: WriteYaml) -> None:
     assert channel.processes == 3
     assert channel.ttl == 60
     assert channel.retry == RetryPolicy(delay=2, backoff=3, max_delay=50, max_attempts=4, jitter=0)
+    assert channel.pattern is not None
     assert channel.pattern.pattern == "[0-9]+"
     assert (channel.lease, channel.prefetch) == (7.5, 9)
     assert channel.recipients == ("r1", "r2")
@@ -326,23 +327,76 @@ def test_retry_policy_rejects(fields: dict[str, object]) -> None:
 # -- Channel.check_message ----------------------------------------------------------------------
 
 
-def test_check_message_default_pattern(null_channels: dict[str, Channel]) -> None:
+UNICODE_ALERT = "🔥 disk full ✅ → ≥ 90% 250µs Ωμέγα 磁盘已满"
+
+
+def test_check_message_default_rule_takes_any_text(null_channels: dict[str, Channel]) -> None:
     devnull = null_channels["devnull"]
-    for good in ("Hello", "Привет, мир!", "a\nb\r\nc", "№5 — «ok» … €10", "x" * 4096, " a "):
+    for good in (
+        "Hello",
+        "Привет, мир!",
+        "a\nb\r\nc",
+        "col\tcol",
+        "№5 — «ok» … €10",
+        UNICODE_ALERT,
+        "👩\u200d💻 at work",  # an emoji sequence joined by U+200D (a format character)
+        "x" * 4096,
+        " a ",
+    ):
         assert devnull.check_message(good) is None, good
-    for bad in ("", " ", "\n\t", "😀", "日本", "a\x00b", "ok 🙂"):
-        assert devnull.check_message(bad) is not None, bad
-    reason = devnull.check_message("x" * 5000)
+
+
+@pytest.mark.parametrize(
+    ("message", "fragment"),
+    [
+        ("", "must not be blank"),
+        (" \n\t", "must not be blank"),
+        ("bell\x07", "the control character U+0007 at position 5"),
+        ("a\x00b", "the control character U+0000 at position 2"),
+        ("🔥\x1b[31m", "U+001B at position 2"),  # an emoji is one character
+        ("del\x7f", "U+007F at position 4"),
+        ("c1\x85", "U+0085 at position 3"),
+        ("over\rwrite", "a carriage return not followed by a line feed, U+000D at position 5"),
+        ("half \ud83d", "an unpaired surrogate, U+D83D at position 6"),
+    ],
+)
+def test_check_message_default_rule_refusals(
+    null_channels: dict[str, Channel], message: str, fragment: str
+) -> None:
+    reason = null_channels["devnull"].check_message(message)
     assert reason is not None
-    assert "5000" in reason
-    assert "4096" in reason
+    assert fragment in reason
+
+
+def test_check_message_length_in_characters(null_channels: dict[str, Channel]) -> None:
+    devnull = null_channels["devnull"]
+    assert devnull.check_message("🔥" * 4096) is None
+    reason = devnull.check_message("x" * 5000)
+    assert reason == "message is 5000 characters long; this channel accepts at most 4096"
 
 
 def test_check_message_override(null_channels: dict[str, Channel]) -> None:
     lower = null_channels["lower"]
     assert lower.check_message("abc") is None
-    for bad in ("ABC", "abc ", "a1", "", "abc\n"):
-        assert lower.check_message(bad) is not None, bad
+    for bad in ("ABC", "abc ", "a1", "", "abc\n", "🔥"):
+        assert lower.check_message(bad) == (
+            "message does not match this channel's message_pattern"
+        ), bad
+
+
+def test_message_pattern_replaces_the_characters_not_the_length(write_yaml: WriteYaml) -> None:
+    path = write_yaml(
+        "channels: {x: {worker: telegram, message_pattern: '[\\x00-\\x7f]+',"
+        " params: {token: 't', chat_id: 1}}}"
+    )
+    channel = load_channels(path, DEFAULT_TTL)["x"]
+    assert channel.check_message("bell\x07") is None  # the channel allowed it
+    assert channel.check_message("не ASCII") is not None
+    assert channel.check_message("x" * 4097) == (
+        "message is 4097 characters long; this channel accepts at most 4096"
+    )
+    # No pattern lets through a string that is not text at all.
+    assert "unpaired surrogate" in str(channel.check_message("x\udc00"))
 
 
 def test_check_message_uses_fullmatch(write_yaml: WriteYaml) -> None:

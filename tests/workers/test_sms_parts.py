@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from notifierd.workers.sms import SmsParams, SmsWorker
-from notifierd.workers.sms_parts import SmsEncoding, count_parts, is_gsm7
+from notifierd.workers.sms_parts import SmsEncoding, SmsParts, count_parts, is_gsm7
 
 GSM, UCS = SmsEncoding.GSM7, SmsEncoding.UCS2
 
@@ -63,6 +61,10 @@ def _params(max_parts: int = 6) -> SmsParams:
     )
 
 
+UCS2_NOTE = "UTF-16 units long in UCS-2 (an emoji takes two)"
+GSM7_NOTE = "septets long in GSM-7 (^{}[]~|€\\ take two)"
+
+
 @pytest.mark.parametrize(
     ("text", "max_parts", "reason"),
     [
@@ -71,27 +73,35 @@ def _params(max_parts: int = 6) -> SmsParams:
         (
             "я" * 403,
             6,
-            "the message needs 7 SMS parts (UCS-2, 67 characters per part); "
-            "this channel allows at most 6",
+            f"message is 403 {UCS2_NOTE} and needs 7 SMS parts of 67; "
+            "this channel allows at most 6 (max_parts)",
         ),
         (
             "Статус: " + "я" * 530,
             6,
-            "the message needs 9 SMS parts (UCS-2, 67 characters per part); "
-            "this channel allows at most 6",
+            f"message is 538 {UCS2_NOTE} and needs 9 SMS parts of 67; "
+            "this channel allows at most 6 (max_parts)",
         ),
         (
             "a" * 919,
             6,
-            "the message needs 7 SMS parts (GSM-7, 153 characters per part); "
-            "this channel allows at most 6",
+            f"message is 919 {GSM7_NOTE} and needs 7 SMS parts of 153; "
+            "this channel allows at most 6 (max_parts)",
         ),
         ("a" * 160, 1, None),
         (
             "a" * 161,
             1,
-            "the message needs 2 SMS parts (GSM-7, 153 characters per part); "
-            "this channel allows at most 1",
+            f"message is 161 {GSM7_NOTE} and needs 2 SMS parts of 153; "
+            "this channel allows at most 1 (max_parts)",
+        ),
+        # An emoji takes two UTF-16 units: 35 fill one SMS, and one letter more needs two.
+        ("🔥" * 35, 1, None),
+        (
+            "🔥" * 35 + "a",
+            1,
+            f"message is 71 {UCS2_NOTE} and needs 2 SMS parts of 67; "
+            "this channel allows at most 1 (max_parts)",
         ),
     ],
 )
@@ -99,16 +109,24 @@ def test_check_message(text: str, max_parts: int, reason: str | None) -> None:
     assert SmsWorker.check_message(_params(max_parts), text) == reason
 
 
-def test_default_pattern_admits_what_the_largest_channel_could_send() -> None:
-    pattern = re.compile(SmsWorker.default_pattern())
-    assert pattern.fullmatch("a" * 1530)
-    assert pattern.fullmatch("Привет, мир!\nВторая строка — «ёлка» №5")
-    assert not pattern.fullmatch("a" * 1531)
-    assert not pattern.fullmatch("   ")
-    # Beyond the pattern, the channel's own limit is checked by check_message.
-    assert SmsWorker.check_message(_params(6), "a" * 1530) is not None
+def test_any_unicode_text_fits_when_it_fits_the_parts() -> None:
+    text = "🔥 disk full ✅ → ≥ 90% 250µs Ωμέγα 磁盘已满"
+    assert count_parts(text) == SmsParts(UCS, 39, 1, 67)
+    assert SmsWorker.check_message(_params(1), text) is None
 
 
-def test_max_parts_is_bounded() -> None:
+def test_max_parts_is_bounded_by_what_the_provider_sends() -> None:
+    # SMS.ru refuses a text longer than 8 SMS (status 205): a channel cannot ask for more.
+    _params(8)
+    with pytest.raises(ValueError, match="less than or equal to 8"):
+        _params(9)
+    twilio = {
+        "provider": "twilio",
+        "account_sid": "AC1",
+        "auth_token": "x",
+        "sender": "+15005550006",
+        "phones": ["+79251234567"],
+    }
+    SmsParams.model_validate(twilio | {"max_parts": 10})
     with pytest.raises(ValueError, match="less than or equal to 10"):
-        _params(11)
+        SmsParams.model_validate(twilio | {"max_parts": 11})

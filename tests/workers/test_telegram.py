@@ -22,7 +22,6 @@ from notifierd.errors import (
     TemporaryFailure,
 )
 from notifierd.messages import Delivery
-from notifierd.workers.base import compile_pattern
 from notifierd.workers.telegram import (
     TelegramParams,
     TelegramWorker,
@@ -175,28 +174,38 @@ def test_recipient_interval_private_chats_groups_and_channels() -> None:
     assert TelegramWorker.recipient_interval(custom, "-42") == 6.0
 
 
-def test_message_pattern_is_one_message_unless_split_long() -> None:
-    plain = compile_pattern(TelegramWorker.message_pattern(params()))
-    assert TelegramWorker.message_pattern(params()) == TelegramWorker.default_pattern()
-    assert plain.fullmatch(CYRILLIC)
-    assert plain.fullmatch("я" * 4096)
-    assert not plain.fullmatch("я" * 4097)
-    split = compile_pattern(TelegramWorker.message_pattern(params(split_long=True, max_parts=3)))
-    assert split.fullmatch("я" * 4097)
-    assert split.fullmatch("я" * 3 * 4096)
-    assert not split.fullmatch("я" * (3 * 4096 + 1))
-    assert not split.fullmatch(" \n ")
+def test_length_is_one_message_unless_split_long() -> None:
+    plain = params()
+    assert TelegramWorker.check_message(plain, CYRILLIC) is None
+    assert TelegramWorker.check_message(plain, "я" * 4096) is None
+    assert TelegramWorker.check_message(plain, "я" * 4097) == (
+        "message is 4097 characters long; this channel accepts at most 4096"
+    )
+    split = params(split_long=True, max_parts=3)
+    assert TelegramWorker.check_message(split, "я" * 4097) is None
+    assert TelegramWorker.check_message(split, "я\n" * 3 * 2048) is None
+    reason = TelegramWorker.check_message(split, "я" * (3 * 4096 + 1))
+    assert reason == "message is 12289 characters long; this channel accepts at most 12288"
+
+
+def test_length_counts_characters_as_telegram_does() -> None:
+    # The Bot API server counts code points (TDLib's utf8_length): an emoji is one character,
+    # though two UTF-16 units.
+    assert TelegramWorker.check_message(params(), "🔥" * 4096) is None
+    assert TelegramWorker.check_message(params(), "🔥" * 4097) is not None
 
 
 def test_check_message_counts_the_parts_with_split_long() -> None:
     p = params(split_long=True, max_parts=2)
     assert TelegramWorker.check_message(p, "word " * 1500) is None  # 7500 characters: 2 parts
-    # 8191 characters fit the pattern's 2 * 4096, but cut at spaces they make 3 messages.
-    reason = TelegramWorker.check_message(p, ("x" * 4000 + " ") * 2 + "x" * 191)
+    # 8191 characters fit within 2 * 4096, but cut at spaces they make 3 messages.
+    reason = TelegramWorker.check_message(p, ("x" * 4000 + " ") * 2 + "x" * 189)
     assert reason is not None
     assert "3 Telegram messages" in reason
     assert "max_parts" in reason
-    assert TelegramWorker.check_message(params(), "x" * 9000) is None  # the pattern's job
+    assert TelegramWorker.check_message(params(), "x" * 9000) == (
+        "message is 9000 characters long; this channel accepts at most 4096"
+    )
 
 
 # -- splitting ---------------------------------------------------------------------------------
