@@ -399,6 +399,20 @@ def test_message_pattern_replaces_the_characters_not_the_length(write_yaml: Writ
     assert "unpaired surrogate" in str(channel.check_message("x\udc00"))
 
 
+def test_the_readme_recipe_takes_latin_and_cyrillic_only(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [recipe] = re.findall(r"```yaml\n(channels:\n  pager:\n.*?)    params:", readme, re.S)
+    path = tmp_path / "channels.yaml"
+    # The same channel on the null worker, which needs no credentials.
+    recipe = recipe.replace("worker: sms", 'worker: "null"')
+    path.write_text(recipe + "    params: {recipients: [a]}\n", encoding="utf-8")
+    channel = load_channels(path, DEFAULT_TTL)["pager"]
+    assert channel.check_message("Сервер «db-1»: диск заполнен на 98 % — срочно!\r\nOK") is None
+    assert channel.check_message("ёЁ №5, 100 ₽ / 1 €; [x] {y} ~z") is None
+    for other in ("disk full 🔥", "Ωμέγα", "磁盘已满", "a\x1cb"):
+        assert channel.check_message(other) is not None, other
+
+
 def test_check_message_uses_fullmatch(write_yaml: WriteYaml) -> None:
     path = write_yaml('channels: {x: {worker: "null", message_pattern: "ab|abc"}}')
     channel = load_channels(path, DEFAULT_TTL)["x"]
