@@ -6,7 +6,8 @@ Channel parameters (one delivery per phone):
 params:
   provider: twilio            # twilio | smsru | http, see sms_providers
   account_sid: AC0123...
-  auth_token: "${TWILIO_AUTH_TOKEN}"
+  api_key_sid: SK0123...      # an API key, as Twilio recommends (or `auth_token` instead)
+  api_key_secret: "${TWILIO_API_KEY_SECRET}"
   sender: "+15005550006"
   phones: ["+79251234567", "+447700900123"]
   max_parts: 6                # the longest message allowed, in SMS parts (default 6)
@@ -21,6 +22,7 @@ capped there at 8; elsewhere at 10.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import requests
@@ -47,6 +49,7 @@ from notifierd.workers.sms_providers import (
     send_http,
     send_smsru,
     send_twilio,
+    validity_period,
 )
 
 log = structlog.get_logger("notifierd.worker.sms")
@@ -142,7 +145,10 @@ class SmsWorker(Worker):
         assert isinstance(params, SmsParams)
         provider = params.root
         if isinstance(provider, TwilioParams):
-            remote_id = send_twilio(self._session, provider, delivery.recipient, delivery.message)
+            validity = validity_period(delivery.expires_at, time.time())
+            remote_id = send_twilio(
+                self._session, provider, delivery.recipient, delivery.message, validity
+            )
         elif isinstance(provider, SmsRuParams):
             remote_id = send_smsru(self._session, provider, delivery.recipient, delivery.message)
         else:

@@ -1,8 +1,10 @@
 """The SMS gateways the `sms` worker speaks to: their parameters, their HTTP protocol, and how
 their answers map to delivered / temporary / permanent / misconfigured.
 
-- `twilio`: `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`, HTTP Basic,
-  form fields `To`, `From` or `MessagingServiceSid`, `Body`; 2xx (201) = accepted.
+- `twilio`: `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`, HTTP Basic (an
+  API key, or the account SID and auth token), form fields `To`, `From` or
+  `MessagingServiceSid`, `Body`, `ValidityPeriod` (what is left of the TTL, when Twilio's range
+  holds it); 2xx (201) = accepted.
 - `smsru`: `POST {base_url}/sms/send` with `api_id`, `to`, `msg`, `json=1` (and `from`); HTTP 200
   even on errors, with a request-level `status_code` and one per number.
 - `http`: any gateway (Kannel and alike): the method, URL, body and headers are templates.
@@ -11,6 +13,7 @@ their answers map to delivered / temporary / permanent / misconfigured.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,9 +102,15 @@ class SmsParamsBase(BaseModel):
 
 
 class TwilioParams(SmsParamsBase):
+    """Twilio's parameters. It authenticates with an API key (`api_key_sid` + `api_key_secret`,
+    as Twilio recommends: revocable, and limited to what the key may do) or with the account's
+    `auth_token`; exactly one of the two."""
+
     provider: Literal["twilio"]
     account_sid: str = Field(pattern=r"^[A-Za-z0-9]+$")
-    auth_token: SecretStr
+    auth_token: SecretStr | None = None
+    api_key_sid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]+$")
+    api_key_secret: SecretStr | None = None
     messaging_service_sid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]+$")
     base_url: BaseUrl = "https://api.twilio.com"
 
@@ -111,16 +120,69 @@ class TwilioParams(SmsParamsBase):
             raise ValueError("twilio needs `sender` (the From number) or `messaging_service_sid`")
         return self
 
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> Self:
+        key = (self.api_key_sid is not None, self.api_key_secret is not None)
+        if key == (True, False):
+            raise ValueError("`api_key_sid` needs `api_key_secret` (the key's secret)")
+        if key == (False, True):
+            raise ValueError("`api_key_secret` needs `api_key_sid` (the key's SID, SK...)")
+        if self.auth_token is None and not any(key):
+            raise ValueError(
+                "twilio needs an API key (`api_key_sid` and `api_key_secret`, as Twilio "
+                "recommends) or the account's `auth_token`"
+            )
+        if self.auth_token is not None and any(key):
+            raise ValueError(
+                "twilio takes an API key (`api_key_sid` and `api_key_secret`) or `auth_token`, "
+                "not both: remove one"
+            )
+        return self
+
+    def basic_auth(self) -> tuple[str, str]:
+        """HTTP Basic's user and password; the account SID stays in the URL either way."""
+        if self.api_key_sid is not None and self.api_key_secret is not None:
+            return self.api_key_sid, self.api_key_secret.get_secret_value()
+        assert self.auth_token is not None  # checked at config load
+        return self.account_sid, self.auth_token.get_secret_value()
+
     def secrets(self) -> list[str]:
-        return [self.auth_token.get_secret_value()]
+        return [
+            secret.get_secret_value()
+            for secret in (self.auth_token, self.api_key_secret)
+            if secret is not None
+        ]
 
 
 TWILIO_AUTHENTICATION = 20003
 TWILIO_TOO_MANY_REQUESTS = 20429
+#: The From number is invalid (21212), not SMS-capable (21606) or not a Twilio number (21659):
+#: every message of the channel would fail until its `sender` is fixed.
+TWILIO_BAD_SENDER = frozenset({21212, 21606, 21659})
+#: The From number's queue holds 10 hours of messages already: it drains, so try again later.
+TWILIO_QUEUE_FULL = 21611
+#: The longest `ValidityPeriod` Twilio takes (10 hours, also its default); the shortest is 1.
+TWILIO_MAX_VALIDITY = 36000
 
 
-def send_twilio(session: requests.Session, params: TwilioParams, phone: str, text: str) -> str:
-    """Send through Twilio; the message SID on success."""
+def validity_period(expires_at: float, now: float) -> int | None:
+    """The seconds Twilio may keep the message queued: what is left of the delivery's
+    time-to-live, so that Twilio never sends it after notifierd would have let it expire.
+    None when that is more than Twilio's maximum (its default, the maximum, then applies)."""
+    if not math.isfinite(expires_at):
+        return None
+    left = max(1, math.ceil(expires_at - now))
+    return left if left <= TWILIO_MAX_VALIDITY else None
+
+
+def send_twilio(
+    session: requests.Session,
+    params: TwilioParams,
+    phone: str,
+    text: str,
+    validity: int | None = None,
+) -> str:
+    """Send through Twilio; the message SID on success. `validity`: see `validity_period`."""
     url = f"{params.base_url}/2010-04-01/Accounts/{quote(params.account_sid)}/Messages.json"
     form = {"To": phone, "Body": text}
     if params.messaging_service_sid is not None:
@@ -128,12 +190,14 @@ def send_twilio(session: requests.Session, params: TwilioParams, phone: str, tex
     else:
         assert params.sender is not None  # checked at config load
         form["From"] = params.sender
+    if validity is not None:
+        form["ValidityPeriod"] = str(validity)
     secrets = params.secrets()
     try:
         response = session.post(
             url,
             data=form,
-            auth=(params.account_sid, params.auth_token.get_secret_value()),
+            auth=params.basic_auth(),
             timeout=params.timeout,
             allow_redirects=False,
         )
@@ -156,9 +220,11 @@ def twilio_failure(response: requests.Response, body: Any, secrets: list[str]) -
     text = redact(f"twilio: HTTP {status}: {detail}", secrets)
     if code == TWILIO_AUTHENTICATION or status == 401:
         return ChannelMisconfigured(text)
+    if code in TWILIO_BAD_SENDER:
+        return ChannelMisconfigured(f"{text} (check `sender` / `messaging_service_sid`)")
     if status == 429 or code == TWILIO_TOO_MANY_REQUESTS:
         return RateLimited(text, parse_retry_after(response.headers.get("Retry-After")))
-    if status >= 500:
+    if status >= 500 or code == TWILIO_QUEUE_FULL:
         return TemporaryFailure(text)
     if 400 <= status < 500:
         return PermanentFailure(text)
@@ -183,7 +249,13 @@ class SmsRuParams(SmsParamsBase):
 SMSRU_OK = 100
 SMSRU_PERMANENT = frozenset({202, 203, 205, 207, 209})
 SMSRU_TEMPORARY = frozenset({206, 220, 230, 231, 232, 233, 500})
+#: Bad credentials (200, 300, 301), no money left (201), a sender name SMS.ru has not approved
+#: (204): every message of the channel fails until an operator acts, whichever number it is for.
 SMSRU_MISCONFIGURED = frozenset({200, 201, 204, 300, 301})
+#: The per-number limits on identical messages, per minute (231) and per day (232): retried once
+#: the minute has passed, and hourly within the day rather than at the channel's retry pace,
+#: which would spend every attempt inside the window.
+SMSRU_RETRY_AFTER = {231: 60.0, 232: 3600.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +310,7 @@ def smsru_failure(status: SmsRuStatus, where: str) -> DeliveryError | None:
     if status.text:
         text += f": {status.text}"
     if status.code in SMSRU_TEMPORARY:
-        return TemporaryFailure(text)
+        return TemporaryFailure(text, SMSRU_RETRY_AFTER.get(status.code))
     if status.code in SMSRU_MISCONFIGURED:
         return ChannelMisconfigured(text)
     return PermanentFailure(text)

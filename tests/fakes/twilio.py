@@ -1,9 +1,11 @@
 """A fake of Twilio's Messages API, speaking its real protocol.
 
-`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP Basic with `AccountSid:AuthToken`,
-a form-urlencoded body (JSON is refused, error 21604 as Twilio does) with `To`, `Body` and
-`From` or `MessagingServiceSid`. `201` with the Message resource on success; errors are
-`{"code", "message", "more_info", "status"}` with the HTTP status in `status`.
+`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP Basic with `AccountSid:AuthToken`
+or with one of the account's API keys (`KeySid:KeySecret`, the account SID still in the URL),
+a form-urlencoded body (JSON is refused, error 21604 as Twilio does) with `To`, `Body`,
+`From` or `MessagingServiceSid`, and an optional `ValidityPeriod` (1..36000 seconds, else
+21624). `201` with the Message resource on success; errors are `{"code", "message",
+"more_info", "status"}` with the HTTP status in `status`.
 
 Script answers per `To` number; unscripted numbers are accepted:
 
@@ -40,6 +42,7 @@ from tests.fakes.server import (
 
 DEFAULT_SID = "AC" + "0123456789abcdef" * 2
 DEFAULT_TOKEN = "tw-auth-token-3f9c0a7e"
+DEFAULT_API_KEY = ("SK" + "fedcba9876543210" * 2, "tw-key-secret-81d2b4c6")
 
 ERROR_MESSAGES = {
     20003: "Authenticate",
@@ -47,12 +50,17 @@ ERROR_MESSAGES = {
     20500: "Internal Server Error",
     20503: "Service Unavailable",
     21211: "The 'To' number is not a valid phone number.",
+    21212: "The 'From' number is not a valid phone number, shortcode, or alphanumeric sender ID.",
     21602: "Message body is required.",
     21603: "The 'From' number or a MessagingServiceSid is required.",
     21604: "A 'To' phone number is required.",
+    21606: "The 'From' phone number provided is not a valid message-capable Twilio phone number.",
     21610: "Attempt to send to unsubscribed recipient",
+    21611: "This 'From' number has exceeded the maximum number of queued messages",
     21614: "'To' number is not a valid mobile number",
     21617: "The concatenated message body exceeds the 1600 character limit.",
+    21624: "Invalid validity period value",
+    21659: "The 'From' number is not a Twilio phone number.",
 }
 
 
@@ -97,10 +105,16 @@ class TwilioMessage:
 
 
 class FakeTwilio(ThreadedServer):
-    def __init__(self, account_sid: str = DEFAULT_SID, auth_token: str = DEFAULT_TOKEN) -> None:
+    def __init__(
+        self,
+        account_sid: str = DEFAULT_SID,
+        auth_token: str = DEFAULT_TOKEN,
+        api_key: tuple[str, str] = DEFAULT_API_KEY,
+    ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.echo_credentials = False
+        self.api_key = api_key
         self.requests: list[RecordedRequest] = []
         self.messages: list[TwilioMessage] = []
         self._scripts: defaultdict[str, deque[object]] = defaultdict(deque)
@@ -138,10 +152,13 @@ class FakeTwilio(ThreadedServer):
         return replace(error, message=f"{error.message} (Authorization: {authorization})")
 
     def _check(self, request: web.Request, recorded: RecordedRequest) -> TwilioError | None:
-        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        accepted = {
+            "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            for user, password in ((self.account_sid, self.auth_token), self.api_key)
+        }
         if (
             request.match_info["sid"] != self.account_sid
-            or request.headers.get("Authorization") != f"Basic {expected}"
+            or request.headers.get("Authorization") not in accepted
         ):
             return twilio_error(20003, status=401)
         if recorded.content_type != "application/x-www-form-urlencoded":
@@ -157,6 +174,9 @@ class FakeTwilio(ThreadedServer):
             return twilio_error(21602)
         if len(params["Body"]) > 1600:
             return twilio_error(21617)
+        validity = params.get("ValidityPeriod")
+        if validity is not None and not (validity.isdigit() and 1 <= int(validity) <= 36000):
+            return twilio_error(21624)
         return None
 
     def _keep(self, recorded: RecordedRequest) -> TwilioMessage:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import pickle
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -26,11 +28,13 @@ from notifierd.workers.sms_providers import (
     SmsRuStatus,
     parse_smsru_answer,
     smsru_failure,
+    validity_period,
 )
 from tests.fakes.server import Raw, Reset, Slow
 from tests.fakes.sms_gateway import QUEUED, FakeSmsGateway, GatewayReply
 from tests.fakes.smsru import DEFAULT_API_ID, FakeSmsRu
 from tests.fakes.twilio import (
+    DEFAULT_API_KEY,
     DEFAULT_SID,
     DEFAULT_TOKEN,
     FakeTwilio,
@@ -116,10 +120,10 @@ def test_e164_boundaries_accepted(good: str) -> None:
 
 def test_errors_carry_the_yaml_key_path_without_the_union_tag() -> None:
     params = twilio_params("http://x")
-    del params["auth_token"]
+    del params["account_sid"]
     params["bogus"] = 1
     assert sorted(errors_of(params)) == [
-        (("auth_token",), "Field required"),
+        (("account_sid",), "Field required"),
         (("bogus",), "Extra inputs are not permitted"),
     ]
 
@@ -223,6 +227,12 @@ def test_twilio_messaging_service(twilio: FakeTwilio, open_worker: OpenWorker) -
          PermanentFailure, "error 21408"),
         (twilio_error(20404, status=404, message="Not Found"), PermanentFailure, "HTTP 404"),
         (twilio_error(20003, status=401), ChannelMisconfigured, "error 20003"),
+        # A bad sender fails every message of the channel: the channel is misconfigured.
+        (twilio_error(21212), ChannelMisconfigured, "error 21212"),
+        (twilio_error(21606), ChannelMisconfigured, "error 21606"),
+        (twilio_error(21659), ChannelMisconfigured, "error 21659"),
+        # The sender's queue is full: it drains, so later is another answer.
+        (twilio_error(21611), TemporaryFailure, "error 21611"),
         (server_error(500, 20500), TemporaryFailure, "HTTP 500"),
         (server_error(503, 20503, recorded=False), TemporaryFailure, "error 20503"),
         (Raw(502, "<html><body>Bad Gateway</body></html>"), TemporaryFailure, "Bad Gateway"),
@@ -244,6 +254,90 @@ def test_twilio_classification(
     assert type(caught.value) is expected
     assert fragment in str(caught.value)
     assert DEFAULT_TOKEN not in str(caught.value)
+
+
+def test_twilio_queue_full_waits_the_channel_s_retry_delay(
+    twilio: FakeTwilio, open_worker: OpenWorker
+) -> None:
+    twilio.script(PHONE, twilio_error(21611))
+    worker = open_worker(SmsWorker, twilio_params(twilio.base_url))
+    with pytest.raises(TemporaryFailure) as caught:
+        worker.send(delivery(PHONE, "hi"))
+    assert caught.value.retry_after is None
+    worker.send(delivery(PHONE, "hi", attempt=2))
+    assert [m.body for m in twilio.messages] == ["hi"]
+
+
+def key_params(base_url: str, **extra: Any) -> dict[str, Any]:
+    params = twilio_params(base_url, api_key_sid=DEFAULT_API_KEY[0], **extra)
+    del params["auth_token"]
+    return params | {"api_key_secret": extra.get("api_key_secret", DEFAULT_API_KEY[1])}
+
+
+def test_twilio_api_key_authenticates_with_the_account_in_the_url(
+    twilio: FakeTwilio, open_worker: OpenWorker
+) -> None:
+    worker = open_worker(SmsWorker, key_params(twilio.base_url))
+    worker.send(delivery(PHONE, "🔥 disk full"))
+    [request] = twilio.requests
+    user, password = DEFAULT_API_KEY
+    expected = base64.b64encode(f"{user}:{password}".encode()).decode()
+    assert request.headers["Authorization"] == f"Basic {expected}"
+    assert f"/Accounts/{DEFAULT_SID}/Messages.json" in request.path
+    assert [m.body for m in twilio.messages] == ["🔥 disk full"]
+
+
+def test_twilio_wrong_api_key_secret_is_misconfigured_and_never_shown(
+    twilio: FakeTwilio, open_worker: OpenWorker
+) -> None:
+    params = key_params(twilio.base_url, api_key_secret="wrong-key-secret-77")
+    worker = open_worker(SmsWorker, params)
+    with capture_logs() as logs, pytest.raises(ChannelMisconfigured, match="20003") as caught:
+        worker.send(delivery(PHONE, "hi"))
+    assert "wrong-key-secret-77" not in str(caught.value) + str(logs)
+    assert "wrong-key-secret-77" not in repr(SmsParams.model_validate(params))
+    assert twilio.messages == []
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"auth_token": None}, "twilio needs an API key (`api_key_sid` and `api_key_secret`"),
+        ({"api_key_sid": "SK1", "api_key_secret": "s"}, "or `auth_token`, not both"),
+        ({"auth_token": None, "api_key_sid": "SK1"}, "`api_key_sid` needs `api_key_secret`"),
+        ({"auth_token": None, "api_key_secret": "s"}, "`api_key_secret` needs `api_key_sid`"),
+    ],
+)
+def test_twilio_takes_exactly_one_way_to_authenticate(
+    change: dict[str, Any], fragment: str
+) -> None:
+    params = {**twilio_params("http://x"), **change}
+    [(loc, message)] = errors_of({k: v for k, v in params.items() if v is not None})
+    assert loc == ()
+    assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("left", "expected"),
+    [(600.0, 600), (599.2, 600), (0.2, 1), (-5.0, 1), (36000.0, 36000), (36000.5, None)],
+)
+def test_validity_period_is_what_is_left_of_the_ttl(left: float, expected: int | None) -> None:
+    assert validity_period(1_000_000.0 + left, 1_000_000.0) == expected
+    assert validity_period(float("inf"), 1_000_000.0) is None
+
+
+def test_twilio_gets_the_ttl_left_as_validity_period(
+    twilio: FakeTwilio, open_worker: OpenWorker
+) -> None:
+    worker = open_worker(SmsWorker, twilio_params(twilio.base_url))
+    now = time.time()
+    worker.send(delivery(PHONE, "soon")._replace(expires_at=now + 300))
+    worker.send(delivery(PHONE, "a day")._replace(expires_at=now + 86400))
+    worker.send(delivery(PHONE, "forever"))
+    short, day, forever = (r.params.get("ValidityPeriod") for r in twilio.requests)
+    assert short is not None and 295 <= int(short) <= 300
+    assert day is None and forever is None  # beyond Twilio's 10 hours: its default applies
+    assert len(twilio.messages) == 3
 
 
 def test_twilio_rate_limit_carries_retry_after(twilio: FakeTwilio, open_worker: OpenWorker) -> None:
@@ -371,7 +465,9 @@ def test_smsru_parser_reads_documented_answers() -> None:
 @pytest.mark.parametrize(
     ("code", "expected"),
     [(code, PermanentFailure) for code in (202, 203, 205, 207, 209, 299)]
-    + [(code, TemporaryFailure) for code in (206, 220, 230, 231, 232, 233, 500)],
+    + [(code, TemporaryFailure) for code in (206, 220, 230, 231, 232, 233, 500)]
+    # No money left, or a sender name not approved: the channel's problem, whatever the number.
+    + [(code, ChannelMisconfigured) for code in (201, 204)],
 )
 def test_smsru_per_number_codes(
     smsru: FakeSmsRu, open_worker: OpenWorker, code: int, expected: type[DeliveryError]
@@ -381,6 +477,19 @@ def test_smsru_per_number_codes(
     with pytest.raises(expected, match=re.escape(f"sms.ru: {PHONE}: status {code}")):
         worker.send(delivery(PHONE, "hi"))
     assert smsru.messages == []
+
+
+@pytest.mark.parametrize(("code", "retry_after"), [(231, 60.0), (232, 3600.0), (230, None)])
+def test_smsru_per_number_limits_wait_out_their_window(
+    smsru: FakeSmsRu, open_worker: OpenWorker, code: int, retry_after: float | None
+) -> None:
+    smsru.script(PHONE, code)
+    worker = open_worker(SmsWorker, smsru_params(smsru.base_url))
+    with pytest.raises(TemporaryFailure) as caught:
+        worker.send(delivery(PHONE, "hi"))
+    assert caught.value.retry_after == retry_after
+    worker.send(delivery(PHONE, "hi", attempt=2))
+    assert [m.text for m in smsru.messages] == ["hi"]
 
 
 @pytest.mark.parametrize(
