@@ -252,10 +252,11 @@ SMSRU_TEMPORARY = frozenset({206, 220, 230, 231, 232, 233, 500})
 #: Bad credentials (200, 300, 301), no money left (201), a sender name SMS.ru has not approved
 #: (204): every message of the channel fails until an operator acts, whichever number it is for.
 SMSRU_MISCONFIGURED = frozenset({200, 201, 204, 300, 301})
-#: The per-number limits on identical messages, per minute (231) and per day (232): retried once
-#: the minute has passed, and hourly within the day rather than at the channel's retry pace,
-#: which would spend every attempt inside the window.
-SMSRU_RETRY_AFTER = {231: 60.0, 232: 3600.0}
+#: The per-number limit on identical messages per minute (231): retried once the minute has
+#: passed, not at the channel's retry pace, which could spend every attempt inside it. A
+#: Retry-After holds back the whole channel (DESIGN §2), so the daily limits (230, 232) keep the
+#: channel's pace: waiting out a day would stop every other message of the account with it.
+SMSRU_RETRY_AFTER = {231: 60.0}
 
 
 @dataclass(frozen=True, slots=True)
