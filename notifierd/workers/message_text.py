@@ -51,10 +51,10 @@ def _first_not_text(message: str) -> int | None:
 def _describe(message: str, index: int) -> str:
     char = message[index]
     where = f"U+{ord(char):04X} at position {index + 1} (characters counted from 1)"
+    if "\ud800" <= char <= "\udfff":
+        return f"message contains an unpaired surrogate, {where}: half of a pair, not a character"
     if char == "\r":
         what = f"a carriage return not followed by a line feed, {where}"
-    elif "\ud800" <= char <= "\udfff":
-        what = f"an unpaired surrogate, {where}, which is not a character"
     else:
         what = f"the control character {where}"
     return (
