@@ -55,13 +55,17 @@ def count_parts(text: str) -> SmsParts:
     if is_gsm7(text):
         double, encoding = _GSM7_DOUBLE, SmsEncoding.GSM7
         single, per_part = GSM7_SINGLE, GSM7_PER_PART
+        doubles = len(double.findall(text))
     else:
         double, encoding = _UTF16_DOUBLE, SmsEncoding.UCS2
         single, per_part = UCS2_SINGLE, UCS2_PER_PART
-    doubles = len(double.findall(text))
+        # Encoding (C, no regex) is about twice as fast as counting the pairs with `double`.
+        doubles = len(text.encode("utf-16-le", "surrogatepass")) // 2 - len(text)
     units = len(text) + doubles
     if units <= single:
         return SmsParts(encoding, units, 1 if units else 0, per_part)
+    if not doubles:
+        return SmsParts(encoding, units, -(-units // per_part), per_part)
     # Fill the parts greedily, stepping from one two-unit character to the next.
     parts, filled, start = 1, 0, 0
     for found in double.finditer(text):
