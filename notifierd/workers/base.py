@@ -3,8 +3,8 @@
 A worker type declares its parameters as a pydantic model (`Params`), the text it accepts
 (any Unicode text without control characters, see `message_text`, up to `max_length` counted as
 the remote counts: `check_message`), how a channel fans a job out to recipients, and how fast
-it may send. One instance lives in each
-worker process of a channel; `send` runs there, synchronously, one delivery at a time.
+it may send. One instance lives in each worker process of a channel; `send` runs there,
+synchronously, one delivery at a time.
 
 `send` returns when the remote accepted the message, or raises:
 
