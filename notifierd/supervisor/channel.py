@@ -150,8 +150,9 @@ class ChannelRunner:
     async def close(self) -> None:
         if self._dispatcher is not None:
             self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
+            # asyncio.wait, not `await` under suppress(CancelledError): that would also swallow
+            # a cancel of close() itself.
+            await asyncio.wait([self._dispatcher])
         while self._pending_writes:
             await asyncio.gather(*self._pending_writes, return_exceptions=True)
 
@@ -186,8 +187,15 @@ class ChannelRunner:
                 wait = 1.0
             wait = IDLE_POLL_SECONDS if wait is None else min(wait, IDLE_POLL_SECONDS)
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until woken or `seconds` passed. Not asyncio.wait_for: on Python 3.11 it returns
+        normally when the task is cancelled as the event is set (CPython gh-86296), and the
+        dispatcher then outlived `close` and held the daemon's stop forever."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _dispatch_once(self) -> float | None:
         """Hand out what may go now. Returns how long to sleep at most (None: until woken)."""
