@@ -43,4 +43,3 @@ async def test_close_ends_the_dispatcher_when_a_wake_comes_with_the_cancel(
 
     assert close in done
     assert not _dispatchers()
-
