@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import time
 from collections.abc import Mapping
@@ -13,11 +12,12 @@ from dataclasses import asdict
 from typing import Any
 
 import structlog
-from aiohttp import web
 
 from notifierd import __version__
 from notifierd.api.app import build_app
 from notifierd.api.auth import auth_summary, protected_routes
+from notifierd.api.connections import ConnectionGuard, connection_limit, raise_descriptor_limit
+from notifierd.api.server import HttpServer
 from notifierd.api.responses import counting_access_logger
 from notifierd.api.validation import SendRequest
 from notifierd.config import Channel
@@ -67,7 +67,7 @@ class Daemon:
         self._runners: dict[str, ChannelRunner] = {}
         self._stop_requested = asyncio.Event()
         self._worker_exited = asyncio.Event()
-        self._http: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._control = ControlServer(
             settings.socket_path,
             {
@@ -185,36 +185,38 @@ class Daemon:
             await self._shutdown()
         finally:
             if self._http is not None:
-                await self._http.cleanup()
+                await self._http.close()
             await self._control.close()
 
     async def _start_http(self) -> None:
+        descriptors, _ = raise_descriptor_limit()
+        workers = sum(channel.processes for channel in self._channels.values())
+        guard = ConnectionGuard(
+            connection_limit(self.settings.max_connections, descriptors, workers)
+        )
         app = build_app(
             self,
             self.settings.max_body_size,
             self.settings.max_delay,
             tokens=self.settings.api_tokens,
             protected=protected_routes(self.settings.auth_ping, self.settings.auth_metrics),
+            read_timeout=self.settings.read_timeout,
+            first_middlewares=(guard.middleware(),),
         )
-        self._http = web.AppRunner(
+        self._http = HttpServer(
             app,
-            # Always installed: it counts the responses, and writes lines if access_log.
-            access_log=logging.getLogger("aiohttp.access"),
+            guard,
+            read_timeout=self.settings.read_timeout,
             access_log_class=counting_access_logger(
                 self.metrics.http_responses.counts, self.settings.access_log
             ),
-            handle_signals=False,
         )
-        await self._http.setup()
-        site = web.TCPSite(self._http, self.settings.host, self.settings.port)
-        await site.start()
+        await self._http.start(self.settings.host, self.settings.port)
+        log.info("http.limits", descriptors=descriptors, max_connections=guard.limit)
 
     def _bound_port(self) -> int:
         assert self._http is not None
-        for address in self._http.addresses:
-            if isinstance(address, tuple):
-                return int(address[1])
-        return self.settings.port
+        return self._http.port
 
     def _start_channels(self) -> None:
         context = spawn_context()

@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         10.0, ge=0, description="how long workers may finish what they hold on stop, seconds"
     )
+    # Slow and idle HTTP clients (issue 19).
+    read_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a client has to send a request's head, and again its body; an "
+        "idle kept-alive connection is closed after as long",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="open HTTP connections at most (kept below the descriptor limit); beyond "
+        "it the longest idle are closed first",
+    )
 
     @field_validator("config", "state_dir", "socket", "log_file", "api_tokens_file")
     @classmethod

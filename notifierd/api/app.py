@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -47,6 +48,7 @@ class Intake(Protocol):
 MAX_ID_DIGITS = 18
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ROUTING_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+DEFAULT_READ_TIMEOUT = 10.0
 INTAKE = web.AppKey("intake", Intake)
 LIMITS = web.AppKey("limits", tuple)
 
@@ -72,7 +74,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     intake = request.app[INTAKE]
     if intake.unavailable:
         return unavailable()
-    max_body_size, max_delay = request.app[LIMITS]
+    max_body_size, max_delay, read_timeout = request.app[LIMITS]
     try:
         name = control_string(request.match_info["channel"], "channel")
     except FieldError as exc:
@@ -81,13 +83,21 @@ async def send(request: web.Request) -> web.StreamResponse:
     if channel is None:
         return error_response(404, "unknown_channel", f"there is no channel named {name!r}")
     try:
-        body = await read_body(request, max_body_size)
+        async with asyncio.timeout(read_timeout):
+            body = await read_body(request, max_body_size)
         query = parse_query(request.rel_url.raw_query_string)
         send_request = validate_send(body, query, channel, max_delay)
     except BodyError as exc:
         return error_response(exc.status, exc.code, exc.description)
     except FieldError as exc:
         return error_response(422, exc.code, exc.description, exc.field)
+    except TimeoutError:
+        log.info("api.body_timeout", path=request.path, seconds=read_timeout)
+        response = error_response(
+            408, "request_timeout", f"the body did not arrive within {read_timeout:g} s"
+        )
+        response.force_close()  # the rest of the body is not waited for
+        return response
     try:
         job_id = await intake.accept(channel, send_request)
     except StorageLost:
@@ -147,6 +157,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except ConnectionError as exc:
+        # The client hung up (mid-body, say): nobody reads the answer; nothing went wrong here.
+        log.info("api.client_disconnected", path=request.path, error=str(exc))
+        return error_response(400, "client_disconnected", "the client closed the connection")
     except Exception:
         log.exception("api.internal_error", path=request.path)
         return error_response(500, "internal_error", "an internal error occurred; see the log")
@@ -158,14 +172,18 @@ def build_app(
     max_delay: int,
     tokens: tuple[str, ...] = (),
     protected: frozenset[str] = PROTECTED,
+    *,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    first_middlewares: tuple[Middleware, ...] = (),
 ) -> web.Application:
-    """The API. With `tokens`, the routes named in `protected` need a bearer token."""
-    middlewares: list[Middleware] = [json_errors]
+    """The API. With `tokens`, the routes named in `protected` need a bearer token. A body
+    must arrive within `read_timeout` seconds. `first_middlewares` run before all others."""
+    middlewares: list[Middleware] = [*first_middlewares, json_errors]
     if tokens:
         middlewares.append(bearer_auth(tokens, protected))
     app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
     app[INTAKE] = intake
-    app[LIMITS] = (max_body_size, max_delay)
+    app[LIMITS] = (max_body_size, max_delay, read_timeout)
     app.router.add_post("/api/send/{channel}", send, name="send")
     app.router.add_get("/api/jobs/{job_id}", job, name="jobs")
     app.router.add_get("/api/ping", ping, name="ping")

@@ -17,6 +17,7 @@ from notifierd.api.validation import FieldError
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
+MAX_JSON_DEPTH = 32  # the send body is one flat object; nothing legitimate nests deeper
 REPLACEMENT = "\ufffd"  # what yarl's decoder puts for an escape that is not UTF-8
 #: Content-Type values that need no parsing: a form, in UTF-8 or with no charset.
 PLAIN_FORM_TYPES = frozenset(
@@ -25,7 +26,7 @@ PLAIN_FORM_TYPES = frozenset(
 
 
 class BodyError(Exception):
-    """A request that cannot be read: `status` is 413 or 415; 422s are `FieldError`s."""
+    """A request that cannot be read: `status` is 400, 413 or 415; 422s are `FieldError`s."""
 
     def __init__(self, status: int, code: str, description: str) -> None:
         super().__init__(description)
@@ -62,6 +63,9 @@ async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(max_size) from None
+    except web.RequestPayloadError as exc:
+        # A body that does not decode as its Content-Encoding says, or broken chunks.
+        raise BodyError(400, "invalid_body", f"the body cannot be read: {_cause(exc)}") from None
     if not raw:
         return {}
     if declared is None:
@@ -107,9 +111,34 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         raise
     except ValueError as exc:  # JSONDecodeError, and integers too long to convert
         raise FieldError("invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # nested deeper than the interpreter's stack allows
+        raise _too_deep() from None
     if not isinstance(document, dict):
         raise FieldError("invalid_json", "the JSON body must be an object")
+    if _depth_exceeds(document, MAX_JSON_DEPTH):
+        raise _too_deep()
     return document
+
+
+def _depth_exceeds(document: Any, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit` (without recursion)."""
+    level: list[Any] = [document]
+    for _ in range(limit):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _too_deep() -> BodyError:
+    return BodyError(
+        400, "json_too_deep", f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels"
+    )
 
 
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -152,6 +181,11 @@ def _unique(pairs: list[tuple[str, Any]], where: str) -> dict[str, Any]:
             )
         fields[name] = value
     return fields
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    return str(cause or exc) or type(cause or exc).__name__
 
 
 def _too_large(max_size: int) -> BodyError:

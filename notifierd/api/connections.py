@@ -1,0 +1,200 @@
+"""Bounds on the HTTP API's connections, so that slow and idle clients cannot starve intake.
+
+Every connection is counted from accept to close. When a new one takes the count over the
+limit, the connections idle the longest are closed first: those between two requests, or that
+never sent a whole request head (a half-open or trickling client). A connection whose request is
+being handled is never chosen. The limit stays below the process's file-descriptor limit, so
+that accepting never fails for lack of descriptors while idle connections could make room; if
+it fails all the same (descriptors taken elsewhere), a rate-limited line says so and idle
+connections are shed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+log = structlog.get_logger("notifierd.api")
+
+#: Descriptors kept for everything but HTTP connections: the database and its journal, the
+#: log files, the control socket and its clients, the event loop, the thread pools...
+RESERVED_DESCRIPTORS = 64
+#: ... and for each worker process: its job queue, result pipe, sentinel and shared values.
+DESCRIPTORS_PER_WORKER = 8
+MIN_CONNECTIONS = 16
+SHED_ON_EMFILE = 16  # idle connections closed when an accept failed for lack of descriptors
+LOG_INTERVAL_SECONDS = 10.0
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def raise_descriptor_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (systemd's LimitNOFILE sets both);
+    returns the (soft, hard) limits in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("notifierd.descriptor_limit_kept", soft=soft, hard=hard, error=str(exc))
+    return soft, hard
+
+
+def connection_limit(wanted: int, descriptors: int, workers: int) -> int:
+    """At most `wanted` connections, and no more than the descriptors left for them."""
+    spare = descriptors - RESERVED_DESCRIPTORS - DESCRIPTORS_PER_WORKER * workers
+    return max(MIN_CONNECTIONS, min(wanted, spare))
+
+
+class RateLimitedLine:
+    """A warning written at most once per interval, with how often it was held back."""
+
+    def __init__(self, event: str, interval: float = LOG_INTERVAL_SECONDS) -> None:
+        self._event = event
+        self._interval = interval
+        self._next = 0.0
+        self._held = 0
+
+    def warning(self, **fields: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return
+        log.warning(self._event, **fields, repeated=self._held)
+        self._held = 0
+        self._next = now + self._interval
+
+
+class _Tracked(asyncio.Protocol):
+    """Stands between the transport and aiohttp's protocol to count the connection."""
+
+    def __init__(self, inner: asyncio.Protocol, guard: ConnectionGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+        self.transport: asyncio.BaseTransport | None = None
+        self.busy = 0  # requests being handled
+        self.idle_since = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self._inner.connection_made(transport)
+        self._guard.opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard.closed(self)
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class ConnectionGuard:
+    """Counts the API's connections and closes the longest idle ones beyond `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[asyncio.BaseTransport, _Tracked] = {}
+        self._full_line = RateLimitedLine("http.connections_full")
+        self._descriptors_line = RateLimitedLine("http.out_of_descriptors")
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def protocol_factory(self, make: Callable[[], asyncio.Protocol]) -> Callable[[], _Tracked]:
+        return lambda: _Tracked(make(), self)
+
+    def opened(self, connection: _Tracked) -> None:
+        assert connection.transport is not None
+        self._open[connection.transport] = connection
+        excess = len(self._open) - self.limit
+        if excess > 0:
+            closed = self.shed(excess, spare=connection)
+            if not closed:
+                connection.close()  # every other connection is in a request: refuse this one
+            self._full_line.warning(
+                limit=self.limit,
+                closed_idle=closed,
+                hint="raise --max-connections (and LimitNOFILE), or look for idle clients",
+            )
+
+    def closed(self, connection: _Tracked) -> None:
+        if connection.transport is not None:
+            self._open.pop(connection.transport, None)
+
+    def shed(self, count: int, spare: _Tracked | None = None) -> int:
+        """Close up to `count` of the longest idle connections; returns how many."""
+        closed = 0
+        for _ in range(count):
+            idle = [c for c in self._open.values() if not c.busy and c is not spare]
+            if not idle:
+                break
+            victim = min(idle, key=lambda c: c.idle_since)
+            self.closed(victim)  # counted out now: the transport reports its loss later
+            victim.close()
+            closed += 1
+        return closed
+
+    def middleware(self) -> Middleware:
+        """Marks a connection busy while one of its requests is handled."""
+
+        @web.middleware
+        async def track(request: web.Request, handler: Handler) -> web.StreamResponse:
+            transport = request.transport
+            connection = self._open.get(transport) if transport is not None else None
+            if connection is None:
+                return await handler(request)
+            connection.busy += 1
+            try:
+                return await handler(request)
+            finally:
+                connection.busy -= 1
+                connection.idle_since = time.monotonic()
+
+        return track
+
+    def exception_handler(
+        self, previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
+    ) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+        """The event loop's exception handler: an accept that failed for lack of descriptors
+        (the loop reports it here, not to the server) becomes one rate-limited line, and
+        idle connections are closed to make room; anything else goes on to `previous`."""
+
+        def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            exc = context.get("exception")
+            if isinstance(exc, OSError) and exc.errno in OUT_OF_DESCRIPTORS:
+                self._descriptors_line.warning(
+                    error=str(exc),
+                    connections=len(self._open),
+                    closed_idle=self.shed(SHED_ON_EMFILE),
+                    descriptor_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                    hint="raise LimitNOFILE (ulimit -n), or lower --max-connections",
+                )
+                return
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        return handle
