@@ -80,6 +80,7 @@ class Daemon:
                 "deliveries": self._cmd_deliveries,
                 "retry": self._cmd_retry,
             },
+            read_timeout=settings.read_timeout,
         )
 
     # -- Intake (the API's view) ----------------------------------------------------------

@@ -4,9 +4,12 @@ Every connection is counted from accept to close. When a new one takes the count
 limit, the connections idle the longest are closed first: those between two requests, or that
 never sent a whole request head (a half-open or trickling client). A connection whose request is
 being handled is never chosen. The limit stays below the process's file-descriptor limit, so
-that accepting never fails for lack of descriptors while idle connections could make room; if
-it fails all the same (descriptors taken elsewhere), a rate-limited line says so and idle
-connections are shed.
+that accepting does not fail for lack of descriptors while idle connections could make room.
+
+Connections are accepted here (`Acceptor`), not by the event loop's server: uvloop answers an
+accept that fails for lack of descriptors by accepting and closing whatever waits, or by
+closing the listening socket for good, and tells no one. Here such a failure is a rate-limited
+warning, idle connections are closed to make room, and accepting resumes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import resource
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +35,8 @@ RESERVED_DESCRIPTORS = 64
 DESCRIPTORS_PER_WORKER = 8
 MIN_CONNECTIONS = 16
 SHED_ON_EMFILE = 16  # idle connections closed when an accept failed for lack of descriptors
+ACCEPT_BATCH = 128  # accepts per readiness of the listening socket, as asyncio's server does
+ACCEPT_RETRY_SECONDS = 0.5  # after a failed accept that freed nothing
 LOG_INTERVAL_SECONDS = 10.0
 OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 
@@ -117,7 +123,6 @@ class ConnectionGuard:
         self.limit = limit
         self._open: dict[asyncio.BaseTransport, _Tracked] = {}
         self._full_line = RateLimitedLine("http.connections_full")
-        self._descriptors_line = RateLimitedLine("http.out_of_descriptors")
 
     def __len__(self) -> int:
         return len(self._open)
@@ -174,27 +179,63 @@ class ConnectionGuard:
 
         return track
 
-    def exception_handler(
-        self, previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
-    ) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
-        """The event loop's exception handler: an accept that failed for lack of descriptors
-        (the loop reports it here, not to the server) becomes one rate-limited line, and
-        idle connections are closed to make room; anything else goes on to `previous`."""
 
-        def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-            exc = context.get("exception")
-            if isinstance(exc, OSError) and exc.errno in OUT_OF_DESCRIPTORS:
-                self._descriptors_line.warning(
-                    error=str(exc),
-                    connections=len(self._open),
-                    closed_idle=self.shed(SHED_ON_EMFILE),
-                    descriptor_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-                    hint="raise LimitNOFILE (ulimit -n), or lower --max-connections",
-                )
+class Acceptor:
+    """Accepts the connections of one listening socket and hands them to the event loop."""
+
+    def __init__(
+        self, sock: socket.socket, factory: Callable[[], asyncio.Protocol], guard: ConnectionGuard
+    ) -> None:
+        self._sock = sock
+        self._factory = factory
+        self._guard = guard
+        self._loop = asyncio.get_running_loop()
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._retry: asyncio.TimerHandle | None = None
+        self._descriptors_line = RateLimitedLine("http.out_of_descriptors")
+        sock.setblocking(False)
+
+    def start(self) -> None:
+        self._retry = None
+        self._loop.add_reader(self._sock.fileno(), self._accept)
+
+    def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+        else:
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
-            if previous is not None:
-                previous(loop, context)
-            else:
-                loop.default_exception_handler(context)
+            except OSError as exc:
+                self._failed(exc)
+                return
+            conn.setblocking(False)
+            task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
+            self._pending.add(task)
+            task.add_done_callback(self._connected)
 
-        return handle
+    def _failed(self, exc: OSError) -> None:
+        shed = self._guard.shed(SHED_ON_EMFILE) if exc.errno in OUT_OF_DESCRIPTORS else 0
+        self._descriptors_line.warning(
+            error=str(exc),
+            connections=len(self._guard),
+            closed_idle=shed,
+            descriptor_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            hint="raise LimitNOFILE (ulimit -n) or lower --max-connections",
+        )
+        if not shed:
+            # Nothing to free: the waiting clients stay in the backlog; try again shortly
+            # rather than spin on a socket that stays readable.
+            self._loop.remove_reader(self._sock.fileno())
+            self._retry = self._loop.call_later(ACCEPT_RETRY_SECONDS, self.start)
+
+    def _connected(self, task: asyncio.Task[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("http.connection_failed", error=str(task.exception()))

@@ -26,11 +26,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from notifierd.api.connections import ConnectionGuard
+from notifierd.api.connections import Acceptor, ConnectionGuard
 
 log = structlog.get_logger("notifierd.api")
 
 SHUTDOWN_SECONDS = 1.0
+BACKLOG = 128  # aiohttp's default
 SERVER_LOGGER = "aiohttp.server"
 
 
@@ -103,28 +104,49 @@ class HttpServer:
             lingering_time=read_timeout,
             logger=ServerLogger(),
         )
-        self._listener: asyncio.Server | None = None
+        self._acceptors: list[Acceptor] = []
+        self._sockets: list[socket.socket] = []
 
     async def start(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(self.guard.exception_handler(loop.get_exception_handler()))
         await self._runner.setup()
         server = self._runner.server
         assert server is not None
-        self._listener = await loop.create_server(
-            self.guard.protocol_factory(server), host, port, reuse_address=True
-        )
+        factory = self.guard.protocol_factory(server)
+        self._sockets = await _listen(host, port)
+        self._acceptors = [Acceptor(sock, factory, self.guard) for sock in self._sockets]
+        for acceptor in self._acceptors:
+            acceptor.start()
 
     @property
     def port(self) -> int:
-        assert self._listener is not None
-        for sock in self._listener.sockets:
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                return int(sock.getsockname()[1])
-        raise RuntimeError("the HTTP server listens on no TCP socket")
+        return int(self._sockets[0].getsockname()[1])
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        for acceptor in self._acceptors:
+            acceptor.close()
+        self._acceptors = []
         await self._runner.cleanup()
+
+
+async def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of `host` (all on the same port when it is 0)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                sock.bind((address[0], sockets[0].getsockname()[1], *address[2:]))
+            else:
+                sock.bind(address)
+            sock.listen(BACKLOG)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets

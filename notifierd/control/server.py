@@ -19,6 +19,8 @@ log = structlog.get_logger("notifierd.control")
 
 SOCKET_MODE = 0o660
 PROBE_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 10.0  # for a request line; notifierctl sends its line at once
+CLOSE_WAIT_SECONDS = 2.0  # for the clients' handlers to end on close
 Command = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -31,11 +33,18 @@ class SocketUnavailable(NotifierdError):
 
 
 class ControlServer:
-    def __init__(self, path: Path, commands: dict[str, Command]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        commands: dict[str, Command],
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+    ) -> None:
         self.path = path
         self._commands = commands
+        self._read_timeout = read_timeout
         self._server: asyncio.AbstractServer | None = None
         self._owns_socket = False
+        self._clients: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +58,12 @@ class ControlServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+            # The clients' connections are closed, not their handlers cancelled: on Python 3.11
+            # asyncio logs every cancelled stream handler with a traceback.
+            for writer in self._clients.values():
+                writer.transport.abort()
+            if self._clients:
+                await asyncio.wait(list(self._clients), timeout=CLOSE_WAIT_SECONDS)
             await self._server.wait_closed()
             self._server = None
         if self._owns_socket:
@@ -82,14 +97,21 @@ class ControlServer:
         )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients[task] = writer
         try:
-            line = await reader.readline()
+            async with asyncio.timeout(self._read_timeout):
+                line = await reader.readline()
             answer = await self._answer(line)
+            if writer.is_closing():
+                return  # closed by `close`: nobody to answer
             writer.write(encode(answer))
             await writer.drain()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
-            pass
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError, TimeoutError):
+            pass  # the client is gone, or sent no line in time: nobody to answer
         finally:
+            del self._clients[task]
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
