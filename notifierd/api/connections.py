@@ -36,7 +36,7 @@ DESCRIPTORS_PER_WORKER = 8
 MIN_CONNECTIONS = 16
 SHED_ON_EMFILE = 16  # idle connections closed when an accept failed for lack of descriptors
 ACCEPT_BATCH = 128  # accepts per readiness of the listening socket, as asyncio's server does
-ACCEPT_RETRY_SECONDS = 0.5  # after a failed accept that freed nothing
+ACCEPT_RETRY_SECONDS = 0.5  # when no connection could be closed to make room
 LOG_INTERVAL_SECONDS = 10.0
 OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 
@@ -130,29 +130,33 @@ class ConnectionGuard:
     def protocol_factory(self, make: Callable[[], asyncio.Protocol]) -> Callable[[], _Tracked]:
         return lambda: _Tracked(make(), self)
 
+    def make_room(self, pending: int) -> bool:
+        """Whether one more connection may be accepted besides the open ones and `pending`
+        (accepted, not yet open); closes the longest idle connections to make room."""
+        excess = len(self._open) + pending + 1 - self.limit
+        if excess <= 0:
+            return True
+        closed = self.shed(excess)
+        self._full_line.warning(
+            limit=self.limit,
+            closed_idle=closed,
+            hint="raise --max-connections (and LimitNOFILE), or look for idle clients",
+        )
+        return closed == excess
+
     def opened(self, connection: _Tracked) -> None:
         assert connection.transport is not None
         self._open[connection.transport] = connection
-        excess = len(self._open) - self.limit
-        if excess > 0:
-            closed = self.shed(excess, spare=connection)
-            if not closed:
-                connection.close()  # every other connection is in a request: refuse this one
-            self._full_line.warning(
-                limit=self.limit,
-                closed_idle=closed,
-                hint="raise --max-connections (and LimitNOFILE), or look for idle clients",
-            )
 
     def closed(self, connection: _Tracked) -> None:
         if connection.transport is not None:
             self._open.pop(connection.transport, None)
 
-    def shed(self, count: int, spare: _Tracked | None = None) -> int:
+    def shed(self, count: int) -> int:
         """Close up to `count` of the longest idle connections; returns how many."""
         closed = 0
         for _ in range(count):
-            idle = [c for c in self._open.values() if not c.busy and c is not spare]
+            idle = [c for c in self._open.values() if not c.busy]
             if not idle:
                 break
             victim = min(idle, key=lambda c: c.idle_since)
@@ -208,6 +212,9 @@ class Acceptor:
 
     def _accept(self) -> None:
         for _ in range(ACCEPT_BATCH):
+            if not self._guard.make_room(len(self._pending)):
+                self._pause()  # every connection is in a request: the rest wait in the backlog
+                return
             try:
                 conn, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -230,10 +237,13 @@ class Acceptor:
             hint="raise LimitNOFILE (ulimit -n) or lower --max-connections",
         )
         if not shed:
-            # Nothing to free: the waiting clients stay in the backlog; try again shortly
-            # rather than spin on a socket that stays readable.
-            self._loop.remove_reader(self._sock.fileno())
-            self._retry = self._loop.call_later(ACCEPT_RETRY_SECONDS, self.start)
+            self._pause()
+
+    def _pause(self) -> None:
+        # The waiting clients stay in the backlog; try again shortly rather than spin on a
+        # socket that stays readable.
+        self._loop.remove_reader(self._sock.fileno())
+        self._retry = self._loop.call_later(ACCEPT_RETRY_SECONDS, self.start)
 
     def _connected(self, task: asyncio.Task[Any]) -> None:
         self._pending.discard(task)
