@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -718,3 +719,40 @@ def test_token_matches_checks_every_token() -> None:
     assert not token_matches("c" * 20, ("a" * 20, "b" * 20))
     assert not token_matches("", ("a" * 20,))
     assert token_matches("ключ-доступа-0123456", ("ключ-доступа-0123456",))
+
+
+async def test_a_body_that_is_not_the_gzip_it_claims_is_a_400(client: Client) -> None:
+    response = await client.post(
+        SEND,
+        data=b"message=plain",
+        headers={"Content-Type": FORM, "Content-Encoding": "gzip"},
+    )
+
+    assert response.status == 400
+    assert (await response.json())["code"] == "invalid_body"
+
+
+@pytest.mark.parametrize("depth", [33, 100_000])
+async def test_json_nested_too_deep_is_a_400(client: Client, depth: int) -> None:
+    body = b'{"message": "hi", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+    response = await client.post(SEND, data=body, headers={"Content-Type": "application/json"})
+
+    assert response.status == 400
+    assert (await response.json())["code"] == "json_too_deep"
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_408(intake: FakeIntake) -> None:
+    app = build_app(intake, MAX_BODY, MAX_DELAY, read_timeout=0.2)
+    async with TestClient(TestServer(app)) as client:
+
+        async def trickle() -> AsyncIterator[bytes]:
+            yield b"message="
+            await asyncio.sleep(5)
+            yield b"late"
+
+        response = await client.post(SEND, data=trickle(), headers={"Content-Type": FORM})
+
+        assert response.status == 408
+        assert (await response.json())["code"] == "request_timeout"
+    assert intake.accepted == []
