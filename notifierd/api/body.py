@@ -42,7 +42,15 @@ def parse_query(raw: str) -> dict[str, str]:
 
 
 async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
-    """The body's fields. Raises `BodyError` (413, 415) or `FieldError` (422)."""
+    """The body's fields. Raises `BodyError` (400, 413, 415) or `FieldError` (422)."""
+    try:
+        return await _read_fields(request, max_size)
+    except web.RequestPayloadError as exc:
+        # A body that does not decode as its Content-Encoding says, or broken chunks.
+        raise BodyError(400, "invalid_body", f"the body cannot be read: {_cause(exc)}") from None
+
+
+async def _read_fields(request: web.Request, max_size: int) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > max_size:
         raise _too_large(max_size)
     declared = request.headers.get("Content-Type")
@@ -63,9 +71,6 @@ async def read_body(request: web.Request, max_size: int) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(max_size) from None
-    except web.RequestPayloadError as exc:
-        # A body that does not decode as its Content-Encoding says, or broken chunks.
-        raise BodyError(400, "invalid_body", f"the body cannot be read: {_cause(exc)}") from None
     if not raw:
         return {}
     if declared is None:

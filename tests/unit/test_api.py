@@ -756,3 +756,21 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408(intake: FakeIntake) 
         assert response.status == 408
         assert (await response.json())["code"] == "request_timeout"
     assert intake.accepted == []
+
+
+async def test_a_multipart_body_that_is_not_the_gzip_it_claims_is_a_400(client: Client) -> None:
+    body = (
+        b'--b0undary\r\nContent-Disposition: form-data; name="message"\r\n\r\n'
+        b"hi\r\n--b0undary--\r\n"
+    )
+    response = await client.post(
+        SEND,
+        data=body,
+        headers={
+            "Content-Type": "multipart/form-data; boundary=b0undary",
+            "Content-Encoding": "gzip",
+        },
+    )
+
+    assert response.status == 400
+    assert (await response.json())["code"] == "invalid_body"
