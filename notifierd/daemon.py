@@ -139,7 +139,17 @@ class Daemon:
                 await self.store.close()
         finally:
             lock.release()
+            self._ignore_stop_signals()
         return 0
+
+    def _ignore_stop_signals(self) -> None:
+        """The stop is done: a SIGTERM or SIGINT still arriving (a storm of them, a Ctrl-C held
+        down) must not kill the process while it writes its last lines and exits, as the
+        default action would once the loop is closed."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
 
     async def _serve(self) -> None:
         # First: a SIGTERM during start-up must lead to an orderly stop, not a sudden death.
