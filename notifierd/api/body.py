@@ -189,8 +189,10 @@ def _unique(pairs: list[tuple[str, Any]], where: str) -> dict[str, Any]:
 
 
 def _cause(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__
-    return str(cause or exc) or type(cause or exc).__name__
+    """What aiohttp says of a payload error, on one line ("Can not decode content-encoding...")."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    text = getattr(cause, "message", None) or str(cause)  # HttpProcessingError's own words
+    return " ".join(str(text).split()) or type(cause).__name__
 
 
 def _too_large(max_size: int) -> BodyError:
