@@ -17,8 +17,8 @@ from notifierd import __version__
 from notifierd.api.app import build_app
 from notifierd.api.auth import auth_summary, protected_routes
 from notifierd.api.connections import ConnectionGuard, connection_limit, raise_descriptor_limit
-from notifierd.api.server import HttpServer
 from notifierd.api.responses import counting_access_logger
+from notifierd.api.server import HttpServer
 from notifierd.api.validation import SendRequest
 from notifierd.config import Channel
 from notifierd.control.server import CommandError, ControlServer
@@ -203,7 +203,8 @@ class Daemon:
         descriptors, _ = raise_descriptor_limit()
         workers = sum(channel.processes for channel in self._channels.values())
         guard = ConnectionGuard(
-            connection_limit(self.settings.max_connections, descriptors, workers)
+            connection_limit(self.settings.max_connections, descriptors, workers),
+            head_timeout=self.settings.read_timeout,
         )
         app = build_app(
             self,
@@ -221,6 +222,7 @@ class Daemon:
             access_log_class=counting_access_logger(
                 self.metrics.http_responses.counts, self.settings.access_log
             ),
+            keepalive_timeout=self.settings.keepalive_timeout,
         )
         await self._http.start(self.settings.host, self.settings.port)
         log.info("http.limits", descriptors=descriptors, max_connections=guard.limit)

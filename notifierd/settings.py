@@ -68,10 +68,10 @@ class Settings(BaseSettings):
     )
     # Slow and idle HTTP clients (issue 19).
     read_timeout: float = Field(
-        10.0,
-        gt=0,
-        description="seconds a client has to send a request's head, and again its body; an "
-        "idle kept-alive connection is closed after as long",
+        10.0, gt=0, description="seconds a client has to send a request's head, and its body"
+    )
+    keepalive_timeout: float = Field(
+        75.0, gt=0, description="seconds a connection may stay open with nothing sent"
     )
     max_connections: int = Field(
         1000,

@@ -1,5 +1,9 @@
 """Bounds on the HTTP API's connections, so that slow and idle clients cannot starve intake.
 
+A request's head must arrive within the head timeout of its first byte (aiohttp has no such
+timeout: a client trickling a byte now and then would hold its connection for ever); a sweep
+once a second closes the connections that are late.
+
 Every connection is counted from accept to close. When a new one takes the count over the
 limit, the connections idle the longest are closed first: those between two requests, or that
 never sent a whole request head (a half-open or trickling client). A connection whose request is
@@ -37,6 +41,7 @@ MIN_CONNECTIONS = 16
 SHED_ON_EMFILE = 16  # idle connections closed when an accept failed for lack of descriptors
 ACCEPT_BATCH = 128  # accepts per readiness of the listening socket, as asyncio's server does
 ACCEPT_RETRY_SECONDS = 0.5  # when no connection could be closed to make room
+SWEEP_SECONDS = 1.0  # how often late request heads are looked for
 LOG_INTERVAL_SECONDS = 10.0
 OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 
@@ -89,6 +94,8 @@ class _Tracked(asyncio.Protocol):
         self.transport: asyncio.BaseTransport | None = None
         self.busy = 0  # requests being handled
         self.idle_since = time.monotonic()
+        #: When the first byte of a request head came; None between requests.
+        self.head_since: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -100,6 +107,8 @@ class _Tracked(asyncio.Protocol):
         self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.head_since is None and not self.busy:
+            self.head_since = time.monotonic()
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -117,12 +126,36 @@ class _Tracked(asyncio.Protocol):
 
 
 class ConnectionGuard:
-    """Counts the API's connections and closes the longest idle ones beyond `limit`."""
+    """Counts the API's connections, closes the longest idle ones beyond `limit` and those
+    whose request head takes longer than `head_timeout` seconds."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, head_timeout: float) -> None:
         self.limit = limit
+        self.head_timeout = head_timeout
         self._open: dict[asyncio.BaseTransport, _Tracked] = {}
         self._full_line = RateLimitedLine("http.connections_full")
+        self._late_line = RateLimitedLine("http.slow_request_head")
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def start_sweeping(self) -> None:
+        self._sweep = asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep_late)
+
+    def stop_sweeping(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+
+    def _sweep_late(self) -> None:
+        deadline = time.monotonic() - self.head_timeout
+        late = [
+            c for c in self._open.values() if c.head_since is not None and c.head_since < deadline
+        ]
+        for connection in late:
+            self.closed(connection)
+            connection.close()
+        if late:
+            self._late_line.warning(closed=len(late), head_timeout=self.head_timeout)
+        self.start_sweeping()
 
     def __len__(self) -> int:
         return len(self._open)
@@ -175,6 +208,7 @@ class ConnectionGuard:
             if connection is None:
                 return await handler(request)
             connection.busy += 1
+            connection.head_since = None
             try:
                 return await handler(request)
             finally:

@@ -1,10 +1,10 @@
 """The HTTP API's server: aiohttp's runner with the limits that keep hostile, slow and idle
 clients from starving intake or holding up a stop.
 
-- A request's head must arrive within `read_timeout` of the connection's start or of its
-  previous answer: aiohttp's keep-alive timer closes a connection that has no whole request
-  head by then, so the same time bounds an idle kept-alive connection. The body is read under
-  the same timeout by the handler (`api.body`).
+- A request's head must arrive within `read_timeout` of its first byte (`api.connections`), its
+  body within `read_timeout` again (the handler, `api.app`).
+- A connection that sends nothing is closed after `keepalive_timeout`: aiohttp's keep-alive
+  timer, which also closes a connection that never sends a byte.
 - Connections are counted and bounded (`api.connections`).
 - Malformed requests (request line, headers, chunks) are one warning line, not aiohttp's
   error-level traceback (`ServerLogger`).
@@ -89,6 +89,7 @@ class HttpServer:
         *,
         read_timeout: float,
         access_log_class: type[AbstractAccessLogger],
+        keepalive_timeout: float,
     ) -> None:
         self.guard = guard
         self._runner = web.AppRunner(
@@ -98,7 +99,7 @@ class HttpServer:
             access_log_class=access_log_class,
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_SECONDS,
-            keepalive_timeout=read_timeout,
+            keepalive_timeout=keepalive_timeout,
             # The rest of a body the handler did not read (a 503 while stopping) is read and
             # dropped for at most this long before the connection is closed.
             lingering_time=read_timeout,
@@ -116,12 +117,14 @@ class HttpServer:
         self._acceptors = [Acceptor(sock, factory, self.guard) for sock in self._sockets]
         for acceptor in self._acceptors:
             acceptor.start()
+        self.guard.start_sweeping()
 
     @property
     def port(self) -> int:
         return int(self._sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        self.guard.stop_sweeping()
         for acceptor in self._acceptors:
             acceptor.close()
         self._acceptors = []

@@ -166,6 +166,8 @@ def test_a_client_trickling_its_head_is_dropped_within_the_read_timeout(daemon: 
             time.sleep(0.2)
             assert time.monotonic() - started < READ_TIMEOUT + 5, "still connected"
     assert time.monotonic() - started >= READ_TIMEOUT - 0.5
+    warning = wait_for(lambda: daemon.event("http.slow_request_head"), what="the warning")
+    assert warning["closed"] == 1
 
 
 def test_a_client_trickling_its_body_gets_a_408(daemon: Daemon) -> None:

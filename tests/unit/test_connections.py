@@ -17,12 +17,17 @@ class FakeTransport(asyncio.Transport):
     def __init__(self, guard: ConnectionGuard) -> None:
         super().__init__()
         self.closed = False
+        self.closed_event = asyncio.Event()
         self._connection = guard.protocol_factory(asyncio.Protocol)()
         self._connection.connection_made(self)
+
+    def receive(self, data: bytes) -> None:
+        self._connection.data_received(data)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.closed_event.set()
             self._connection.connection_lost(None)
 
 
@@ -31,7 +36,7 @@ def _open(guard: ConnectionGuard, count: int) -> list[FakeTransport]:
 
 
 def test_room_is_made_by_closing_the_longest_idle_connection() -> None:
-    guard = ConnectionGuard(limit=3)
+    guard = ConnectionGuard(limit=3, head_timeout=10)
     oldest, middle, newest = _open(guard, 3)
 
     assert guard.make_room(pending=0)
@@ -41,7 +46,7 @@ def test_room_is_made_by_closing_the_longest_idle_connection() -> None:
 
 
 def test_pending_connections_count_against_the_limit() -> None:
-    guard = ConnectionGuard(limit=3)
+    guard = ConnectionGuard(limit=3, head_timeout=10)
     transports = _open(guard, 1)
 
     assert guard.make_room(pending=1)
@@ -51,7 +56,7 @@ def test_pending_connections_count_against_the_limit() -> None:
 
 
 async def test_a_connection_in_a_request_is_never_closed_for_room() -> None:
-    guard = ConnectionGuard(limit=2)
+    guard = ConnectionGuard(limit=2, head_timeout=10)
     busy, idle = _open(guard, 2)
     track = guard.middleware()
     release = asyncio.Event()
@@ -72,6 +77,20 @@ async def test_a_connection_in_a_request_is_never_closed_for_room() -> None:
     assert not busy.closed
     release.set()
     await in_request
+
+
+async def test_a_request_head_that_takes_too_long_is_closed() -> None:
+    guard = ConnectionGuard(limit=10, head_timeout=0.2)
+    trickling, silent = _open(guard, 2)
+    trickling.receive(b"POST /api/send/devnull HTTP/1.1\r\n")
+    guard.start_sweeping()
+    try:
+        await asyncio.wait_for(trickling.closed_event.wait(), 5)
+    finally:
+        guard.stop_sweeping()
+
+    assert trickling.closed
+    assert not silent.closed  # the keep-alive timer's business, not the head timeout's
 
 
 def test_the_limit_stays_below_the_descriptors() -> None:
