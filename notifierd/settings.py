@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         10.0, ge=0, description="how long workers may finish what they hold on stop, seconds"
     )
-    # Slow and idle HTTP clients (issue 19).
+    # How long HTTP clients may take, and how many may be connected.
     read_timeout: float = Field(
         10.0, gt=0, description="seconds a client has to send a request's head, and its body"
     )

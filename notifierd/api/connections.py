@@ -50,8 +50,9 @@ def raise_descriptor_limit() -> tuple[int, int]:
     """Raise the soft RLIMIT_NOFILE to the hard limit (systemd's LimitNOFILE sets both);
     returns the (soft, hard) limits in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    # No limit at all (not on Linux): the kernel's own ceiling applies; ask for a generous one.
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < target:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
