@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.integration.conftest import DaemonFactory
 
 NULL_CHANNEL = 'channels:\n  devnull:\n    worker: "null"\n'
 READ_TIMEOUT = 2.0
+DESCRIPTORS = 256  # the hard RLIMIT_NOFILE of the daemons with few descriptors
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -201,6 +203,20 @@ def _idle_connections(stack: ExitStack, family: int, address: Any, count: int) -
             client.connect(address)
 
 
+def _descriptors(daemon: Daemon) -> int:
+    assert daemon.process is not None
+    return len(list(Path(f"/proc/{daemon.process.pid}/fd").iterdir()))
+
+
+def _use_up_descriptors(stack: ExitStack, daemon: Daemon) -> None:
+    """Idle clients of the control socket take the descriptors the daemon has left."""
+    deadline = time.monotonic() + 15
+    while (held := _descriptors(daemon)) < DESCRIPTORS:
+        assert time.monotonic() < deadline, f"the daemon holds only {held} descriptors"
+        _idle_connections(stack, socket.AF_UNIX, str(daemon.socket), 20)
+        time.sleep(0.05)  # a pace for the daemon to accept them, not a wait for a condition
+
+
 def _good_requests(daemon: Daemon, count: int) -> int:
     ok = 0
     for index in range(count):
@@ -216,12 +232,12 @@ def _good_requests(daemon: Daemon, count: int) -> int:
 
 @pytest.fixture
 def limited_daemon(make_daemon: DaemonFactory) -> Iterator[Daemon]:
-    # Soft 128: the daemon raises it to the hard limit, 256, which it cannot pass.
-    daemon = make_daemon(NULL_CHANNEL, command=_limited(128, 256)).start()
+    # Soft 128: the daemon raises it to the hard limit, which it cannot pass.
+    daemon = make_daemon(NULL_CHANNEL, command=_limited(128, DESCRIPTORS)).start()
     limits = daemon.event("http.limits")
     assert limits is not None
-    assert limits["descriptors"] == 256
-    assert limits["max_connections"] < 256
+    assert limits["descriptors"] == DESCRIPTORS
+    assert limits["max_connections"] < DESCRIPTORS
     yield daemon
 
 
@@ -245,8 +261,7 @@ def test_running_out_of_descriptors_is_logged_and_intake_goes_on(
     with ExitStack() as stack:
         _idle_connections(stack, socket.AF_INET, ("127.0.0.1", daemon.port), 300)
         wait_for(lambda: daemon.event("http.connections_full"), what="connections full")
-        # Idle clients of the control socket take the descriptors that are left.
-        _idle_connections(stack, socket.AF_UNIX, str(daemon.socket), 300)
+        _use_up_descriptors(stack, daemon)
 
         assert _good_requests(daemon, 20) == 20
 
