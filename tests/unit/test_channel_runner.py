@@ -9,6 +9,7 @@ from notifierd.metrics import Metrics
 from notifierd.store import SqliteStore
 from notifierd.supervisor.channel import ChannelRunner
 from notifierd.supervisor.process import spawn_context
+from notifierd.supervisor.rate_groups import rate_groups
 
 
 def _runner(channel: Channel, store: SqliteStore) -> ChannelRunner:
@@ -20,6 +21,7 @@ def _runner(channel: Channel, store: SqliteStore) -> ChannelRunner:
         on_store_error=lambda exc: None,
         on_worker_exit=lambda: None,
         metrics=Metrics([channel.name]),
+        rate_group=rate_groups([channel])[channel.name],
     )
 
 
