@@ -12,6 +12,7 @@ ENTRY_POINT_GROUP = "notifierd.workers"
 # The built-ins are registered as entry points in pyproject.toml; this map only serves a
 # checkout that runs without being installed (bin/notifierd), where no entry point exists.
 BUILTIN_WORKERS = {
+    "discord": "notifierd.workers.discord:DiscordWorker",
     "email": "notifierd.workers.email:EmailWorker",
     "null": "notifierd.workers.null:NullWorker",
     "sms": "notifierd.workers.sms:SmsWorker",

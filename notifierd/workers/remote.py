@@ -1,18 +1,29 @@
 """Helpers for workers that talk to a remote service: a session that reads bounded answers,
-reading `Retry-After`, classifying an HTTP status, and keeping secrets out of the text of
-errors."""
+reading `Retry-After`, classifying an HTTP status, keeping secrets out of the text of errors,
+and `HttpWorker`, the base of the workers that post each delivery to one HTTP endpoint."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import time
+from abc import abstractmethod
 from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
+import structlog
+from pydantic import BaseModel
 
+from notifierd import __version__
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, RateLimited, TemporaryFailure
 from notifierd.redaction import Redactor
+from notifierd.workers.base import Worker
+
+log = structlog.get_logger("notifierd.worker.remote")
 
 #: The longest answer a remote may give: a notification service's answer is a few kilobytes.
 MAX_ANSWER_BYTES = 1024 * 1024
@@ -117,3 +128,119 @@ def status_failure(
     if 400 <= status < 500:
         return PermanentFailure(text)
     return TemporaryFailure(text)
+
+
+# --- Workers that post to one HTTP endpoint ---------------------------------------------------
+
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s#]*)?")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+#: A path segment at least this long is a webhook URL's token, not a word of its path.
+_MIN_TOKEN_SEGMENT = 16
+
+
+def http_url(value: str, what: str) -> str:
+    """`value` if it is an http:// or https:// URL (any host: self-hosted servers, proxies,
+    a local fake), else a `ValueError` naming `what`."""
+    if not _HTTP_URL.fullmatch(value):
+        raise ValueError(f"{what} must be an http:// or https:// URL")
+    return value
+
+
+def plain_http_elsewhere(url: str) -> bool:
+    """Whether `url` sends its secrets unencrypted to a host other than this one's loopback."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and (parts.hostname or "") not in _LOOPBACK
+
+
+def url_secrets(url: str) -> list[str]:
+    """The spellings of a secret URL (a webhook's) that a log line or an answer may show: the
+    whole of it, its path and query as an HTTP request line has them, and each long path
+    segment, which is where a webhook's token sits."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    segments = [s for s in parts.path.split("/") if len(s) >= _MIN_TOKEN_SEGMENT]
+    return [url, *([target] if len(target) > 1 else []), *segments]
+
+
+class HttpWorker(Worker):
+    """The base of a worker that posts each delivery to one HTTP endpoint with a bounded
+    session: it opens the session, warns at start-up about a secret sent over plain http, and
+    turns a request that got no answer into a `TemporaryFailure`. A subclass says which URL
+    (`endpoint`), and classifies the answer itself."""
+
+    #: How the remote is named in errors and log events ("discord").
+    service: ClassVar[str]
+
+    def __init__(self, channel: str, params: BaseModel) -> None:
+        super().__init__(channel, params)
+        self._session: requests.Session | None = None
+
+    @abstractmethod
+    def endpoint(self) -> str:
+        """The URL the worker talks to (which may hold a secret)."""
+
+    def timeout(self) -> float:
+        timeout = getattr(self.params, "timeout", 10.0)
+        assert isinstance(timeout, float | int)
+        return float(timeout)
+
+    def open(self) -> None:
+        self._session = BoundedSession()
+        self._session.headers["User-Agent"] = f"notifierd/{__version__}"
+        if plain_http_elsewhere(self.endpoint()):
+            log.warning(
+                f"{self.service}.plain_http",
+                channel=self.channel,
+                hint=(
+                    f"channel {self.channel!r} sends its {self.service} secret over plain "
+                    "http to another host; use https unless a trusted proxy is on that path"
+                ),
+            )
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """The remote's answer, whatever its status; a `TemporaryFailure` when there was none
+        (refused, reset, timed out, an endless answer). Redirects are not followed: one would
+        turn the POST into a GET without the message, and is reported as an answer."""
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__}.send called before open()")
+        timeout = self.timeout()
+        try:
+            return self._session.request(
+                method, url, timeout=(timeout, timeout), allow_redirects=False, **kwargs
+            )
+        except requests.RequestException as exc:
+            failure = connection_failure(self.service, exc, self.secrets(self.params))
+        # Raised outside the `except`: the requests exception, whose text holds the URL, is
+        # neither its cause nor its context.
+        raise failure
+
+    def post_json(self, url: str, payload: Any, **kwargs: Any) -> requests.Response:
+        """POST `payload` as UTF-8 JSON (not \\u escapes: Cyrillic text is a third the size)."""
+        headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        return self.request("POST", url, data=body, headers=headers, **kwargs)
+
+
+def json_object(response: requests.Response) -> dict[str, Any] | None:
+    """The answer's body as a JSON object, or None when it is not one."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def seconds(value: object) -> float | None:
+    """A non-negative number of seconds from a JSON number or a header value, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number >= 0 and not math.isnan(number) else None
