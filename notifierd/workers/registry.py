@@ -15,6 +15,7 @@ BUILTIN_WORKERS = {
     "discord": "notifierd.workers.discord:DiscordWorker",
     "email": "notifierd.workers.email:EmailWorker",
     "null": "notifierd.workers.null:NullWorker",
+    "slack": "notifierd.workers.slack:SlackWorker",
     "sms": "notifierd.workers.sms:SmsWorker",
     "telegram": "notifierd.workers.telegram:TelegramWorker",
 }

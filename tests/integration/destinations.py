@@ -28,7 +28,7 @@ def channel_file(worker: str, params: dict[str, Any], name: str = "out", **setti
     return yaml.safe_dump({"channels": {name: spec}}, allow_unicode=True, sort_keys=False)
 
 
-def settled(daemon: Daemon, count: int, channel: str = "out") -> list[dict[str, Any]]:
+def settled(daemon: Daemon, count: int = 1, channel: str = "out") -> list[dict[str, Any]]:
     """The channel's `count` deliveries once all are in a terminal state, oldest first."""
 
     def check() -> list[dict[str, Any]] | None:
