@@ -35,4 +35,4 @@ def test_each_commented_example_is_a_valid_channel(
 
     channels = load_channels(config, default_ttl=3600)
 
-    assert {"alerts", "sms", "mail", "discord", "slack", "push"} <= set(channels)
+    assert {"alerts", "sms", "mail", "discord", "slack", "push", "matrix"} <= set(channels)
