@@ -27,11 +27,12 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from notifierd.errors import ChannelMisconfigured, PermanentFailure, RateLimited, TemporaryFailure
+from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.remote import (
     HttpWorker,
+    answer_failure,
     excerpt,
     http_url,
     json_object,
@@ -142,24 +143,19 @@ class DiscordWorker(HttpWorker):
     ) -> TemporaryFailure | PermanentFailure | ChannelMisconfigured:
         status = response.status_code
         body = json_object(response)
-        text = f"discord: HTTP {status}: {_error_text(body, response)}"
-        if status == 429:
-            hint = (body or {}).get("retry_after")
-            retry_after = seconds(hint)
-            if retry_after is None:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if retry_after is None:
-                retry_after = seconds(response.headers.get("X-RateLimit-Reset-After"))
-            return RateLimited(text, retry_after)
-        if status == 408 or status >= 500:
-            return TemporaryFailure(text)
-        if status in (401, 403, 404) or 300 <= status < 400:
-            return ChannelMisconfigured(
-                f"{text}: set params.webhook_url of channel {self.channel!r} to the URL of a "
-                "webhook of the Discord channel (Integrations, Webhooks, Copy Webhook URL); "
-                "deliveries stay queued until it is fixed"
-            )
-        return PermanentFailure(text)
+        # The body's float retry_after is the most precise; the headers round or differ.
+        retry_after = seconds((body or {}).get("retry_after"))
+        if retry_after is None:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is None:
+            retry_after = seconds(response.headers.get("X-RateLimit-Reset-After"))
+        return answer_failure(
+            f"discord: HTTP {status}: {_error_text(body, response)}",
+            status,
+            retry_after,
+            f"set params.webhook_url of channel {self.channel!r} to the URL of a webhook of the "
+            "Discord channel (Integrations, Webhooks, Copy Webhook URL)",
+        )
 
 
 def _error_text(body: dict[str, Any] | None, response: requests.Response) -> str:

@@ -36,12 +36,13 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from notifierd.errors import ChannelMisconfigured, PermanentFailure, RateLimited, TemporaryFailure
+from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.message_text import too_long
 from notifierd.workers.remote import (
     HttpWorker,
+    answer_failure,
     excerpt,
     http_url,
     json_object,
@@ -147,21 +148,16 @@ class MatrixWorker(HttpWorker):
             detail = f"{errcode}: {error}" if isinstance(error, str) else errcode
         else:
             detail = excerpt(response.text) or "no error text"
-        text = f"matrix: HTTP {status}: {detail}"
-        if status == 429 or errcode == "M_LIMIT_EXCEEDED":
-            milliseconds = seconds(body.get("retry_after_ms"))
-            retry_after = (
-                milliseconds / 1000
-                if milliseconds is not None
-                else parse_retry_after(response.headers.get("Retry-After"))
-            )
-            return RateLimited(text, retry_after)
-        if status == 408 or status >= 500:
-            return TemporaryFailure(text)
-        if status in (401, 403, 404) or 300 <= status < 400:
-            return ChannelMisconfigured(
-                f"{text}: check params.homeserver, access_token and room_id of channel "
-                f"{self.channel!r} (the user must have joined the room); deliveries stay "
-                "queued until it is fixed"
-            )
-        return PermanentFailure(text)
+        milliseconds = seconds(body.get("retry_after_ms"))
+        retry_after = (
+            milliseconds / 1000
+            if milliseconds is not None
+            else parse_retry_after(response.headers.get("Retry-After"))
+        )
+        return answer_failure(
+            f"matrix: HTTP {status}: {detail}",
+            429 if errcode == "M_LIMIT_EXCEEDED" else status,
+            retry_after,
+            f"check params.homeserver, access_token and room_id of channel {self.channel!r} "
+            "(the user must have joined the room)",
+        )

@@ -27,12 +27,13 @@ from typing import Any, ClassVar
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from notifierd.errors import ChannelMisconfigured, PermanentFailure, RateLimited, TemporaryFailure
+from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.message_text import too_long
 from notifierd.workers.remote import (
     HttpWorker,
+    answer_failure,
     excerpt,
     http_url,
     json_object,
@@ -160,14 +161,11 @@ class NtfyWorker(HttpWorker):
         body = json_object(response) or {}
         error = body.get("error")
         detail = f"{error} (code {body.get('code')})" if isinstance(error, str) else ""
-        text = f"ntfy: HTTP {status}: {detail or excerpt(response.text) or 'no error text'}"
-        if status == 429:
-            return RateLimited(text, parse_retry_after(response.headers.get("Retry-After")))
-        if status == 408 or status >= 500:
-            return TemporaryFailure(text)
-        if status in (401, 403, 404) or 300 <= status < 400:
-            return ChannelMisconfigured(
-                f"{text}: check params.server, topic and token (or username and password) of "
-                f"channel {self.channel!r}; deliveries stay queued until it is fixed"
-            )
-        return PermanentFailure(text)
+        return answer_failure(
+            f"ntfy: HTTP {status}: {detail or excerpt(response.text) or 'no error text'}",
+            status,
+            # ntfy names no time; a proxy in front of it may.
+            parse_retry_after(response.headers.get("Retry-After")),
+            "check params.server, topic and token (or username and password) of channel "
+            f"{self.channel!r}",
+        )

@@ -244,3 +244,21 @@ def seconds(value: object) -> float | None:
     except ValueError:
         return None
     return number if number >= 0 and not math.isnan(number) else None
+
+
+def answer_failure(
+    text: str, status: int, retry_after: float | None, fix: str
+) -> TemporaryFailure | PermanentFailure | ChannelMisconfigured:
+    """What a chat or push service's non-success answer means: 429 a rate limit (after
+    `retry_after`, the service's hint), 408 and 5xx temporary, 401/403/404 and redirects a
+    misconfigured channel (a bad token, an unknown webhook: `fix` says what to check), other
+    4xx a refusal of the message. `text` is the service's error, already made readable."""
+    if status == 429:
+        return RateLimited(text, retry_after)
+    if status == 408 or status >= 500:
+        return TemporaryFailure(text)
+    if status in (401, 403, 404) or 300 <= status < 400:
+        return ChannelMisconfigured(f"{text}: {fix}; deliveries stay queued until it is fixed")
+    if 400 <= status < 500:
+        return PermanentFailure(text)
+    return TemporaryFailure(text)

@@ -35,6 +35,7 @@ from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.message_text import too_long
 from notifierd.workers.remote import (
     HttpWorker,
+    answer_failure,
     excerpt,
     http_url,
     json_object,
@@ -182,13 +183,14 @@ class SlackWorker(HttpWorker):
         if 200 <= status < 300:
             return
         text = f"slack: HTTP {status}: {excerpt(response.text) or 'no error text'}"
-        if status == 429:
-            raise RateLimited(text, parse_retry_after(response.headers.get("Retry-After")))
-        if status == 408 or status >= 500:
-            raise TemporaryFailure(text)
-        if status in (401, 403, 404, 410) or 300 <= status < 400:
+        if status == 410:  # channel_is_archived
             raise self._misconfigured(text, "webhook_url")
-        raise PermanentFailure(text)
+        raise answer_failure(
+            text,
+            status,
+            parse_retry_after(response.headers.get("Retry-After")),
+            f"check params.webhook_url of channel {self.channel!r}",
+        )
 
     def _check_api_answer(self, response: requests.Response) -> None:
         status = response.status_code
