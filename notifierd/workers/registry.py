@@ -14,6 +14,7 @@ ENTRY_POINT_GROUP = "notifierd.workers"
 BUILTIN_WORKERS = {
     "discord": "notifierd.workers.discord:DiscordWorker",
     "email": "notifierd.workers.email:EmailWorker",
+    "gotify": "notifierd.workers.gotify:GotifyWorker",
     "matrix": "notifierd.workers.matrix:MatrixWorker",
     "ntfy": "notifierd.workers.ntfy:NtfyWorker",
     "null": "notifierd.workers.null:NullWorker",
