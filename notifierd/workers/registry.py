@@ -18,6 +18,7 @@ BUILTIN_WORKERS = {
     "matrix": "notifierd.workers.matrix:MatrixWorker",
     "ntfy": "notifierd.workers.ntfy:NtfyWorker",
     "null": "notifierd.workers.null:NullWorker",
+    "pushover": "notifierd.workers.pushover:PushoverWorker",
     "slack": "notifierd.workers.slack:SlackWorker",
     "sms": "notifierd.workers.sms:SmsWorker",
     "telegram": "notifierd.workers.telegram:TelegramWorker",
