@@ -16,6 +16,7 @@ BUILTIN_WORKERS = {
     "email": "notifierd.workers.email:EmailWorker",
     "gotify": "notifierd.workers.gotify:GotifyWorker",
     "matrix": "notifierd.workers.matrix:MatrixWorker",
+    "mattermost": "notifierd.workers.mattermost:MattermostWorker",
     "ntfy": "notifierd.workers.ntfy:NtfyWorker",
     "null": "notifierd.workers.null:NullWorker",
     "pushover": "notifierd.workers.pushover:PushoverWorker",

@@ -1,0 +1,150 @@
+"""The `mattermost` worker: posts each delivery to a Mattermost channel through an incoming
+webhook (`POST {webhook_url}` with `{"text": ...}`).
+
+The text is Mattermost Markdown, shown as written. A post holds at most 16,383 characters
+(Mattermost's `PostMessageMaxRunesV2`); a longer message is refused at intake.
+
+How answers are classified (Mattermost answers `ok`, or an AppError `{"id", "message",
+"detailed_error", "status_code"}`):
+
+- 2xx: delivered;
+- 429 (the server's rate limiting, when enabled): a rate limit after `Retry-After`, else
+  `X-RateLimit-Reset`, no attempt charged;
+- connection failures, timeouts, 408, 5xx: temporary;
+- 401, 403, 404, an unknown or disabled webhook (`web.incoming_webhook.invalid.app_error`,
+  which Mattermost answers with a 400, `...disabled.app_error` with a 501) and a channel it
+  may not post to: misconfigured;
+- other 4xx: refused with Mattermost's message.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
+from notifierd.messages import Delivery
+from notifierd.workers.base import hashed_rate_key
+from notifierd.workers.remote import (
+    HttpWorker,
+    answer_failure,
+    excerpt,
+    http_url,
+    json_object,
+    parse_retry_after,
+    seconds,
+    url_secrets,
+)
+
+#: The most characters of one post (Mattermost's PostMessageMaxRunesV2).
+POST_LIMIT = 16_383
+#: AppError ids that mean the webhook or its channel is wrong, whatever the status.
+CONFIG_ERRORS = frozenset(
+    {
+        "web.incoming_webhook.invalid.app_error",
+        "web.incoming_webhook.disabled.app_error",
+        "web.incoming_webhook.channel.app_error",
+        "web.incoming_webhook.channel_locked.app_error",
+        "web.incoming_webhook.permissions.app_error",
+        "web.incoming_webhook.user.app_error",
+    }
+)
+#: An X-RateLimit-Reset above this is a Unix time, not seconds to wait.
+_EPOCH = 1_000_000_000
+
+
+class MattermostParams(BaseModel):
+    """The `params` of a `mattermost` channel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    #: The incoming webhook's URL (a secret), usually "${MATTERMOST_WEBHOOK_URL}".
+    webhook_url: SecretStr
+    #: Overrides of the webhook's own, where the server allows them.
+    username: str | None = Field(default=None, min_length=1)
+    icon_url: str | None = None
+    channel: str | None = Field(default=None, min_length=1)
+    timeout: float = Field(default=10.0, gt=0, le=60)
+    #: Messages per second; null (the default): not paced (Mattermost limits only when the
+    #: administrator enabled rate limiting, and then answers 429).
+    rate_per_second: float | None = Field(default=None, gt=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr) -> SecretStr:
+        http_url(value.get_secret_value(), "webhook_url")
+        return value
+
+
+class MattermostWorker(HttpWorker):
+    """Posts deliveries to a Mattermost incoming webhook."""
+
+    Params: ClassVar[type[BaseModel]] = MattermostParams
+    max_length: ClassVar[int] = POST_LIMIT
+    service: ClassVar[str] = "mattermost"
+
+    def __init__(self, channel: str, params: BaseModel) -> None:
+        super().__init__(channel, params)
+        assert isinstance(params, MattermostParams)
+        self._params = params
+
+    @classmethod
+    def secrets(cls, params: BaseModel) -> list[str]:
+        assert isinstance(params, MattermostParams)
+        return url_secrets(params.webhook_url.get_secret_value())
+
+    @classmethod
+    def channel_rate(cls, params: BaseModel) -> float | None:
+        assert isinstance(params, MattermostParams)
+        return params.rate_per_second
+
+    @classmethod
+    def rate_key(cls, params: BaseModel) -> str | None:
+        assert isinstance(params, MattermostParams)
+        return hashed_rate_key("mattermost", params.webhook_url.get_secret_value())
+
+    def endpoint(self) -> str:
+        return self._params.webhook_url.get_secret_value()
+
+    def send(self, delivery: Delivery) -> None:
+        params = self._params
+        payload: dict[str, Any] = {"text": delivery.message}
+        optional = {"username": params.username, "icon_url": params.icon_url}
+        optional["channel"] = params.channel
+        payload.update({name: value for name, value in optional.items() if value is not None})
+        response = self.post_json(self.endpoint(), payload)
+        if 200 <= response.status_code < 300:
+            return
+        raise self._failure(response)
+
+    def _failure(
+        self, response: requests.Response
+    ) -> TemporaryFailure | PermanentFailure | ChannelMisconfigured:
+        status = response.status_code
+        body = json_object(response) or {}
+        message, error_id = body.get("message"), body.get("id")
+        if isinstance(message, str):
+            detail = f"{message} ({error_id})" if isinstance(error_id, str) else message
+        else:
+            detail = excerpt(response.text) or "no error text"
+        if error_id in CONFIG_ERRORS:
+            status = 404  # what it means, whatever Mattermost answered it with
+        return answer_failure(
+            f"mattermost: HTTP {response.status_code}: {detail}",
+            status,
+            _retry_after(response),
+            f"check params.webhook_url (and channel) of channel {self.channel!r}",
+        )
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if retry_after is None:
+        reset = seconds(response.headers.get("X-RateLimit-Reset"))
+        if reset is not None and reset > _EPOCH:
+            reset = max(0.0, reset - time.time())
+        retry_after = reset
+    return retry_after
