@@ -22,6 +22,7 @@ BUILTIN_WORKERS = {
     "pushover": "notifierd.workers.pushover:PushoverWorker",
     "slack": "notifierd.workers.slack:SlackWorker",
     "sms": "notifierd.workers.sms:SmsWorker",
+    "teams": "notifierd.workers.teams:TeamsWorker",
     "telegram": "notifierd.workers.telegram:TelegramWorker",
 }
 

@@ -12,7 +12,7 @@ from abc import abstractmethod
 from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import structlog
@@ -155,11 +155,12 @@ def plain_http_elsewhere(url: str) -> bool:
 def url_secrets(url: str) -> list[str]:
     """The spellings of a secret URL (a webhook's) that a log line or an answer may show: the
     whole of it, its path and query as an HTTP request line has them, and each long path
-    segment, which is where a webhook's token sits."""
+    segment or query value, which is where a webhook's token (or signature) sits."""
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    segments = [s for s in parts.path.split("/") if len(s) >= _MIN_TOKEN_SEGMENT]
-    return [url, *([target] if len(target) > 1 else []), *segments]
+    pieces = parts.path.split("/") + [value for _, value in parse_qsl(parts.query)]
+    tokens = [piece for piece in pieces if len(piece) >= _MIN_TOKEN_SEGMENT]
+    return [url, *([target] if len(target) > 1 else []), *tokens]
 
 
 class HttpWorker(Worker):

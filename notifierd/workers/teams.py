@@ -1,0 +1,141 @@
+"""The `teams` worker: posts each delivery to a Microsoft Teams channel through a Workflows
+(Power Automate) webhook, as an Adaptive Card holding the text; or, with `format: connector`,
+as the `{"text": ...}` of a legacy Office 365 connector's incoming webhook.
+
+A Teams message may be about 28 KB; the text may take 25,000 bytes of it as JSON (UTF-8,
+`\\n` two bytes), the card's envelope the rest.
+
+How answers are classified:
+
+- 2xx (a workflow answers 202 Accepted, a connector 200 `1`): delivered;
+- 429 (`WorkflowTriggerIsThrottled`, or the connector's throttling): a rate limit after
+  `Retry-After`, no attempt charged;
+- connection failures, timeouts, 408, 5xx: temporary;
+- 401, 403, 404 (`DirectApiAuthorizationRequired`, `WorkflowNotFound`, a deleted
+  connector): misconfigured;
+- other 4xx (`InvalidRequestContent`, "Bad payload received by generic incoming webhook"):
+  refused with Teams' error.
+
+The webhook URL carries its signature (`sig=` in its query): it is a secret, kept out of
+logs and errors with its path and query.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Literal
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
+from notifierd.messages import Delivery
+from notifierd.workers.base import hashed_rate_key
+from notifierd.workers.message_text import too_long
+from notifierd.workers.remote import (
+    HttpWorker,
+    answer_failure,
+    excerpt,
+    http_url,
+    json_object,
+    parse_retry_after,
+    url_secrets,
+)
+
+#: The bytes of JSON the text may take in a message of about 28 KB.
+TEXT_BYTES = 25_000
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+
+
+def adaptive_card(text: str) -> dict[str, Any]:
+    """The message a Workflows webhook posts: one Adaptive Card with the text, wrapped."""
+    card = {
+        "$schema": CARD_SCHEMA,
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [{"type": "TextBlock", "text": text, "wrap": True}],
+    }
+    attachment = {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}
+    return {"type": "message", "attachments": [attachment]}
+
+
+class TeamsParams(BaseModel):
+    """The `params` of a `teams` channel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    #: The webhook's URL (a secret: it holds its signature), usually "${TEAMS_WEBHOOK_URL}".
+    webhook_url: SecretStr
+    #: `card`: an Adaptive Card for a Workflows webhook; `connector`: a legacy Office 365
+    #: connector's `{"text"}`.
+    format: Literal["card", "connector"] = "card"
+    timeout: float = Field(default=10.0, gt=0, le=60)
+    #: Messages per second; null (the default): not paced, Teams' 429s are kept to.
+    rate_per_second: float | None = Field(default=None, gt=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr) -> SecretStr:
+        http_url(value.get_secret_value(), "webhook_url")
+        return value
+
+
+class TeamsWorker(HttpWorker):
+    """Posts deliveries to a Microsoft Teams webhook."""
+
+    Params: ClassVar[type[BaseModel]] = TeamsParams
+    max_length: ClassVar[int] = TEXT_BYTES
+    service: ClassVar[str] = "teams"
+
+    def __init__(self, channel: str, params: BaseModel) -> None:
+        super().__init__(channel, params)
+        assert isinstance(params, TeamsParams)
+        self._params = params
+
+    @classmethod
+    def check_message(cls, params: BaseModel, message: str) -> str | None:
+        size = len(json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
+        if size > TEXT_BYTES:
+            return too_long(size, TEXT_BYTES, "bytes of JSON")
+        return None
+
+    @classmethod
+    def secrets(cls, params: BaseModel) -> list[str]:
+        assert isinstance(params, TeamsParams)
+        return url_secrets(params.webhook_url.get_secret_value())
+
+    @classmethod
+    def channel_rate(cls, params: BaseModel) -> float | None:
+        assert isinstance(params, TeamsParams)
+        return params.rate_per_second
+
+    @classmethod
+    def rate_key(cls, params: BaseModel) -> str | None:
+        assert isinstance(params, TeamsParams)
+        return hashed_rate_key("teams", params.webhook_url.get_secret_value())
+
+    def endpoint(self) -> str:
+        return self._params.webhook_url.get_secret_value()
+
+    def send(self, delivery: Delivery) -> None:
+        text = delivery.message
+        payload = adaptive_card(text) if self._params.format == "card" else {"text": text}
+        response = self.post_json(self.endpoint(), payload)
+        if 200 <= response.status_code < 300:
+            return
+        raise self._failure(response)
+
+    def _failure(
+        self, response: requests.Response
+    ) -> TemporaryFailure | PermanentFailure | ChannelMisconfigured:
+        error = (json_object(response) or {}).get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            detail = f"{error.get('code')}: {error['message']}"
+        else:
+            detail = excerpt(response.text) or "no error text"
+        return answer_failure(
+            f"teams: HTTP {response.status_code}: {excerpt(detail, 300)}",
+            response.status_code,
+            parse_retry_after(response.headers.get("Retry-After")),
+            f"check params.webhook_url and format of channel {self.channel!r}",
+        )
