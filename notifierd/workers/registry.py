@@ -20,6 +20,7 @@ BUILTIN_WORKERS = {
     "ntfy": "notifierd.workers.ntfy:NtfyWorker",
     "null": "notifierd.workers.null:NullWorker",
     "pushover": "notifierd.workers.pushover:PushoverWorker",
+    "rocketchat": "notifierd.workers.rocketchat:RocketChatWorker",
     "slack": "notifierd.workers.slack:SlackWorker",
     "sms": "notifierd.workers.sms:SmsWorker",
     "teams": "notifierd.workers.teams:TeamsWorker",

@@ -1,0 +1,143 @@
+"""The `rocketchat` worker: posts each delivery to a Rocket.Chat channel through an incoming
+webhook integration (`POST {webhook_url}`, `/hooks/{id}/{token}`, with `{"text": ...}`).
+
+The text is Rocket.Chat Markdown, shown as written; a message holds at most 5000 characters
+(the server's default `Message_MaxAllowedSize`; `max_length` follows a server that changed it).
+
+How answers are classified (Rocket.Chat answers `{"success": true}` or `{"success": false,
+"error": ...}`):
+
+- 2xx: delivered;
+- 429 (`error-too-many-requests`): a rate limit after `Retry-After`, else until
+  `X-RateLimit-Reset` (milliseconds since the epoch), else the seconds its error names;
+- connection failures, timeouts, 408, 5xx: temporary;
+- 401, 403, 404, and "Invalid integration id or token provided." (a 400 on some versions):
+  misconfigured;
+- other 4xx: refused with Rocket.Chat's error.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, ClassVar
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
+from notifierd.messages import Delivery
+from notifierd.workers.base import hashed_rate_key
+from notifierd.workers.remote import (
+    HttpWorker,
+    answer_failure,
+    excerpt,
+    http_url,
+    json_object,
+    parse_retry_after,
+    seconds,
+    url_secrets,
+)
+
+#: Rocket.Chat's default Message_MaxAllowedSize, in characters.
+MESSAGE_LIMIT = 5000
+_BAD_INTEGRATION = "invalid integration id or token"
+_WAIT = re.compile(r"wait (\d+(?:\.\d+)?) seconds")
+
+
+class RocketChatParams(BaseModel):
+    """The `params` of a `rocketchat` channel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    #: The integration's webhook URL (a secret: it holds the token), "${ROCKETCHAT_WEBHOOK_URL}".
+    webhook_url: SecretStr
+    #: The name and emoji (`:bell:`) the message shows instead of the integration's.
+    alias: str | None = Field(default=None, min_length=1)
+    emoji: str | None = Field(default=None, pattern=r"^:[a-z0-9_+-]+:$")
+    #: The server's Message_MaxAllowedSize, when changed from Rocket.Chat's 5000.
+    max_length: int = Field(default=MESSAGE_LIMIT, ge=1)
+    timeout: float = Field(default=10.0, gt=0, le=60)
+    #: Messages per second; null (the default): not paced, the server's 429s are kept to.
+    rate_per_second: float | None = Field(default=None, gt=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr) -> SecretStr:
+        http_url(value.get_secret_value(), "webhook_url")
+        return value
+
+
+class RocketChatWorker(HttpWorker):
+    """Posts deliveries to a Rocket.Chat incoming webhook."""
+
+    Params: ClassVar[type[BaseModel]] = RocketChatParams
+    max_length: ClassVar[int] = MESSAGE_LIMIT
+    service: ClassVar[str] = "rocketchat"
+
+    def __init__(self, channel: str, params: BaseModel) -> None:
+        super().__init__(channel, params)
+        assert isinstance(params, RocketChatParams)
+        self._params = params
+
+    @classmethod
+    def length_limit(cls, params: BaseModel) -> int | None:
+        assert isinstance(params, RocketChatParams)
+        return params.max_length
+
+    @classmethod
+    def secrets(cls, params: BaseModel) -> list[str]:
+        assert isinstance(params, RocketChatParams)
+        return url_secrets(params.webhook_url.get_secret_value())
+
+    @classmethod
+    def channel_rate(cls, params: BaseModel) -> float | None:
+        assert isinstance(params, RocketChatParams)
+        return params.rate_per_second
+
+    @classmethod
+    def rate_key(cls, params: BaseModel) -> str | None:
+        assert isinstance(params, RocketChatParams)
+        return hashed_rate_key("rocketchat", params.webhook_url.get_secret_value())
+
+    def endpoint(self) -> str:
+        return self._params.webhook_url.get_secret_value()
+
+    def send(self, delivery: Delivery) -> None:
+        params = self._params
+        payload: dict[str, Any] = {"text": delivery.message}
+        if params.alias is not None:
+            payload["alias"] = params.alias
+        if params.emoji is not None:
+            payload["emoji"] = params.emoji
+        response = self.post_json(self.endpoint(), payload)
+        if 200 <= response.status_code < 300:
+            return
+        raise self._failure(response)
+
+    def _failure(
+        self, response: requests.Response
+    ) -> TemporaryFailure | PermanentFailure | ChannelMisconfigured:
+        status = response.status_code
+        error = (json_object(response) or {}).get("error")
+        detail = error if isinstance(error, str) else excerpt(response.text) or "no error text"
+        if 400 <= status < 500 and _BAD_INTEGRATION in detail.lower():
+            status = 404  # what it means, whatever status the version answers it with
+        return answer_failure(
+            f"rocketchat: HTTP {response.status_code}: {excerpt(detail, 300)}",
+            status,
+            _retry_after(response, detail),
+            f"check params.webhook_url of channel {self.channel!r}",
+        )
+
+
+def _retry_after(response: requests.Response, detail: str) -> float | None:
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if retry_after is None:
+        reset_ms = seconds(response.headers.get("X-RateLimit-Reset"))
+        if reset_ms is not None:
+            retry_after = max(0.0, reset_ms / 1000 - time.time())
+    if retry_after is None:
+        named = _WAIT.search(detail)
+        retry_after = float(named.group(1)) if named else None
+    return retry_after
