@@ -94,7 +94,14 @@ class Daemon:
         return self._channels
 
     async def accept(self, channel: Channel, request: SendRequest) -> int:
-        job = NewJob(channel.name, request.message, channel.recipients, request.delay, channel.ttl)
+        job = NewJob(
+            channel.name,
+            request.message,
+            channel.recipients,
+            request.delay,
+            channel.ttl,
+            request.idempotency,
+        )
         job_id = await self.store.add(job, time.time())
         self._runners[channel.name].wake()
         self.metrics.channel(channel.name).accepted += 1

@@ -44,6 +44,15 @@ class StorageLost(StoreError):
     then on would be kept, so nothing is written."""
 
 
+class IdempotencyKeyReused(NotifierdError):
+    """A send's idempotency key was first used, on the same channel, with another message or
+    delay: the client reused a key it meant for something else."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"the key was first used for job {job_id}, with another message")
+        self.job_id = job_id
+
+
 class DeliveryError(Exception):
     """Base of what a worker's `send` may raise to report an outcome other than delivered."""
 

@@ -13,9 +13,10 @@ from aiohttp.typedefs import Middleware
 
 from notifierd.api.auth import PROTECTED, bearer_auth
 from notifierd.api.body import BodyError, parse_query, read_body
+from notifierd.api.idempotency import with_key
 from notifierd.api.validation import FieldError, SendRequest, control_string, validate_send
 from notifierd.config import Channel
-from notifierd.errors import StorageLost, StoreError
+from notifierd.errors import IdempotencyKeyReused, StorageLost, StoreError
 
 log = structlog.get_logger("notifierd.api")
 
@@ -85,7 +86,9 @@ async def send(request: web.Request) -> web.StreamResponse:
     try:
         body = await _read_body_within(request, max_body_size, read_timeout)
         query = parse_query(request.rel_url.raw_query_string)
-        send_request = validate_send(body, query, channel, max_delay)
+        send_request = with_key(
+            validate_send(body, query, channel, max_delay), request.headers, body, query
+        )
     except BodyError as exc:
         return error_response(exc.status, exc.code, exc.description)
     except FieldError as exc:
@@ -99,6 +102,14 @@ async def send(request: web.Request) -> web.StreamResponse:
         return response
     try:
         job_id = await intake.accept(channel, send_request)
+    except IdempotencyKeyReused as exc:
+        return error_response(
+            409,
+            "idempotency_key_reused",
+            f"this idempotency key was used on channel {name!r} for job {exc.job_id} with"
+            " another message or delay; use a new key for a new message",
+            "idempotency_key",
+        )
     except StorageLost:
         return error_response(
             503,

@@ -30,6 +30,8 @@ class FieldError(Exception):
 class SendRequest(NamedTuple):  # one per request: cheaper to make than a frozen dataclass
     message: str
     delay: int
+    #: (key, digest) of an idempotent send (`api.idempotency`), or None.
+    idempotency: tuple[str, str] | None = None
 
 
 def pick(body: Mapping[str, Any], query: Mapping[str, Any], name: str) -> Any:

@@ -23,6 +23,8 @@ class NewJob(NamedTuple):  # one per request: cheaper to make than a frozen data
     recipients: Sequence[str]
     delay: float
     ttl: float
+    #: (key, digest of message and delay) of an idempotent send (`api.idempotency`), or None.
+    idempotency: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,9 @@ class Store(ABC):
 
     @abstractmethod
     async def add(self, job: NewJob, now: float) -> int:
-        """Store a job and its deliveries; returns the job id once committed."""
+        """Store a job and its deliveries; returns the job id once committed. A job with an
+        idempotency key already stored for its channel is not stored again: its first job's
+        id is returned, or `IdempotencyKeyReused` raised when the digests differ."""
 
     @abstractmethod
     async def claim(

@@ -39,6 +39,7 @@ from notifierd.config import RetryPolicy
 from notifierd.errors import StorageLost, StoreError
 from notifierd.messages import Delivery, Outcome
 from notifierd.states import RETRYABLE_STATES, OutcomeKind
+from notifierd.store import sqlite_idempotency as idempotency
 from notifierd.store.base import (
     AttemptRecord,
     ClaimResult,
@@ -300,7 +301,20 @@ class SqliteStore(Store):
         self, conn: sqlite3.Connection, jobs: list[tuple[NewJob, float, asyncio.Future[Any]]]
     ) -> list[tuple[bool, Any]]:
         """Insert the jobs of a transaction and their deliveries all at once. Should that
-        fail, each job is tried on its own, so that one bad job fails alone."""
+        fail, each job is tried on its own, so that one bad job fails alone. A job whose
+        idempotency key is known (stored, or earlier in this transaction) is not inserted."""
+        if not jobs:
+            return []
+        new_jobs = [(job, now) for job, now, _ in jobs]
+        if not idempotency.has_keys([job for job, _ in new_jobs]):  # the usual case
+            return self._insert_new(conn, new_jobs)
+        key_plan = idempotency.plan(conn, [job for job, _ in new_jobs])
+        inserted = self._insert_new(conn, [new_jobs[index] for index in key_plan.fresh])
+        return idempotency.results(key_plan, [job for job, _ in new_jobs], inserted)
+
+    def _insert_new(
+        self, conn: sqlite3.Connection, jobs: list[tuple[NewJob, float]]
+    ) -> list[tuple[bool, Any]]:
         if not jobs:
             return []
         conn.execute(_SAVEPOINT)
@@ -308,16 +322,19 @@ class SqliteStore(Store):
             first = self._next_job_id
             if first is None:
                 first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetchone()[0]
-            numbered = [(first + k, job, now) for k, (job, now, _) in enumerate(jobs)]
+            numbered = [(first + k, job, now) for k, (job, now) in enumerate(jobs)]
             _INSERT_JOBS.run(conn, [(i, job.channel, job.message, now) for i, job, now in numbered])
             _INSERT_DELIVERIES.run(
                 conn, [row for i, job, now in numbered for row in _delivery_rows(i, job, now)]
             )
+            keys = [row for i, job, _ in numbered for row in idempotency.key_rows(i, job)]
+            if keys:
+                idempotency.INSERT_KEYS.run(conn, keys)
         except sqlite3.Error:
             conn.execute(_ROLLBACK)
             conn.execute(_RELEASE)
             self._next_job_id = None
-            return [self._run(conn, self._insert_one(job, now)) for job, now, _ in jobs]
+            return [self._run(conn, self._insert_one(job, now)) for job, now in jobs]
         conn.execute(_RELEASE)
         self._count_added([(job, now) for _, job, now in numbered])
         self._next_job_id = first + len(numbered)
@@ -332,6 +349,7 @@ class SqliteStore(Store):
             job_id = cursor.lastrowid
             assert job_id is not None
             _INSERT_DELIVERIES.run(conn, _delivery_rows(job_id, job, now))
+            idempotency.INSERT_KEYS.run(conn, idempotency.key_rows(job_id, job))
             self._count_added([(job, now)])
             return job_id
 
@@ -585,10 +603,16 @@ class SqliteStore(Store):
             ]
             conn.execute(f"DELETE FROM attempts WHERE delivery_id IN ({marks})", ids)
             conn.execute(f"DELETE FROM deliveries WHERE id IN ({marks})", ids)
-            # A job goes with its last delivery.
+            # A job goes with its last delivery, and its idempotency key with it.
+            job_marks = ",".join("?" * len(jobs))
             conn.execute(
-                f"DELETE FROM jobs WHERE id IN ({','.join('?' * len(jobs))}) AND NOT EXISTS"
+                f"DELETE FROM jobs WHERE id IN ({job_marks}) AND NOT EXISTS"
                 " (SELECT 1 FROM deliveries WHERE deliveries.job_id = jobs.id)",
+                jobs,
+            )
+            conn.execute(
+                f"DELETE FROM idempotency_keys WHERE job_id IN ({job_marks}) AND NOT EXISTS"
+                " (SELECT 1 FROM jobs WHERE jobs.id = idempotency_keys.job_id)",
                 jobs,
             )
             return len(ids)

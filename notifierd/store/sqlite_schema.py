@@ -83,8 +83,21 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (name, value) VALUES ('database_id', lower(hex(randomblob(16))));
 """
 
+#: Idempotent sends: a key per channel names the job it made; `digest` is of the message and
+#: delay it was made with. Pruned with its job.
+_IDEMPOTENCY = """
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    channel TEXT NOT NULL,
+    key TEXT NOT NULL,
+    job_id INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (channel, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_keys_job ON idempotency_keys (job_id);
+"""
+
 #: Migration N (counting from 1) brings a database from version N - 1 to N. Append only.
-MIGRATIONS: tuple[str, ...] = (_BASELINE, _IDENTITY)
+MIGRATIONS: tuple[str, ...] = (_BASELINE, _IDENTITY, _IDEMPOTENCY)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
