@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import query_to_pairs
 
 from notifierd.api.validation import FieldError
@@ -105,6 +106,11 @@ async def _read_multipart(request: web.Request, max_size: int) -> dict[str, Any]
             pairs.append((part.name, _utf8(bytes(data), part.name)))
     except (ValueError, AssertionError) as exc:
         raise FieldError("invalid_body", f"the multipart body cannot be read: {exc}") from None
+    except HttpProcessingError:
+        # aiohttp's own error for a part whose headers are not HTTP (its text quotes them raw).
+        raise FieldError(
+            "invalid_body", "the multipart body cannot be read: a part has malformed headers"
+        ) from None
     return _unique(pairs, "body")
 
 

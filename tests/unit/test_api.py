@@ -777,3 +777,17 @@ async def test_a_multipart_body_that_is_not_the_gzip_it_claims_is_a_400(client: 
 
     assert response.status == 400
     assert (await response.json())["code"] == "invalid_body"
+
+
+async def test_a_multipart_part_with_malformed_headers_is_a_422(
+    client: Client, intake: FakeIntake
+) -> None:
+    # Found by the property-based run (tests/integration/test_openapi.py): it was a 500.
+    body = b'--xyz\r\nContent-Disposition: form-data; name="\xf1\x1e{"\r\n\r\nm\r\n--xyz--\r\n'
+    status, answer = await post_form(client, body, SEND, "multipart/form-data; boundary=xyz")
+    assert status == 422
+    assert error_of(answer) == {
+        "code": "invalid_body",
+        "description": "the multipart body cannot be read: a part has malformed headers",
+    }
+    assert intake.accepted == []
