@@ -1,10 +1,11 @@
-"""The aiohttp application: `POST /api/send/{channel}` and `GET /api/ping`."""
+"""The aiohttp application: the routes `openapi.json` (next to this module) describes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
 from typing import Any, Protocol
 
 import structlog
@@ -52,6 +53,7 @@ ROUTING_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_la
 DEFAULT_READ_TIMEOUT = 10.0
 INTAKE = web.AppKey("intake", Intake)
 LIMITS = web.AppKey("limits", tuple)
+OPENAPI = web.AppKey("openapi", bytes)
 
 
 def error_response(
@@ -159,6 +161,10 @@ async def ping(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+async def openapi(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
 async def health(request: web.Request) -> web.StreamResponse:
     # 200 whenever the process serves: a liveness probe must not kill a paused instance.
     return web.json_response(request.app[INTAKE].health(), dumps=_dumps)
@@ -187,6 +193,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, "internal_error", "an internal error occurred; see the log")
 
 
+def openapi_document() -> bytes:
+    """The OpenAPI 3.1 description of this API, shipped as package data."""
+    return resources.files("notifierd.api").joinpath("openapi.json").read_bytes()
+
+
 def build_app(
     intake: Intake,
     max_body_size: int,
@@ -205,9 +216,11 @@ def build_app(
     app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
     app[INTAKE] = intake
     app[LIMITS] = (max_body_size, max_delay, read_timeout)
+    app[OPENAPI] = openapi_document()
     app.router.add_post("/api/send/{channel}", send, name="send")
     app.router.add_get("/api/jobs/{job_id}", job, name="jobs")
     app.router.add_get("/api/ping", ping, name="ping")
     app.router.add_get("/api/health", health, name="health")
     app.router.add_get("/metrics", metrics, name="metrics")
+    app.router.add_get("/api/openapi.json", openapi, name="openapi")
     return app
