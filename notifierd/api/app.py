@@ -102,14 +102,20 @@ async def send(request: web.Request) -> web.StreamResponse:
         )
         response.force_close()  # the rest of the body is not waited for
         return response
+    return await store_job(intake, channel, send_request)
+
+
+async def store_job(intake: Intake, channel: Channel, send_request: SendRequest) -> web.Response:
+    """The answer to a request that made a valid job: 204 once it is stored, or why not. Every
+    route that makes jobs ends here (the idempotency key included: `api.idempotency`)."""
     try:
         job_id = await intake.accept(channel, send_request)
     except IdempotencyKeyReused as exc:
         return error_response(
             409,
             "idempotency_key_reused",
-            f"this idempotency key was used on channel {name!r} for job {exc.job_id} with"
-            " another message or delay; use a new key for a new message",
+            f"this idempotency key was used on channel {channel.name!r} for job {exc.job_id}"
+            " with another message or delay; use a new key for a new message",
             "idempotency_key",
         )
     except StorageLost:
@@ -120,7 +126,7 @@ async def send(request: web.Request) -> web.StreamResponse:
             " operator restores it (see the daemon's log); the message was not accepted",
         )
     except StoreError as exc:
-        log.error("send.store_failed", channel=name, error=str(exc))
+        log.error("send.store_failed", channel=channel.name, error=str(exc))
         return error_response(
             500, "storage_error", "the message could not be stored; it was not accepted"
         )
