@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from notifierd.errors import ConfigError
+from notifierd.hooks.templates import HookTemplate, compile_templates
 from notifierd.workers.base import RegexPattern, Worker
 from notifierd.workers.message_text import character_refusal
 from notifierd.workers.registry import UnknownWorker, load_worker_class
@@ -48,6 +50,15 @@ class RetryPolicy(BaseModel):
         return max(0.0, base * (1 + self.jitter * spread))
 
 
+class HookTemplateSources(BaseModel):
+    """A channel's Jinja2 templates for the webhook receivers (notifierd.hooks.templates)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alertmanager: str | None = None
+    grafana: str | None = None
+
+
 class ChannelSpec(BaseModel):
     """One entry under `channels:` as written in the file."""
 
@@ -61,6 +72,7 @@ class ChannelSpec(BaseModel):
     lease: float | None = Field(None, gt=0, description="seconds a worker may hold a delivery")
     prefetch: int | None = Field(None, ge=1, le=10000)
     params: dict[str, Any] = Field(default_factory=dict)
+    templates: HookTemplateSources = Field(default_factory=HookTemplateSources)
 
 
 class ChannelFile(BaseModel):
@@ -85,6 +97,8 @@ class Channel:
     lease: float
     prefetch: int
     recipients: tuple[str, ...]
+    #: The channel's own text for each webhook (`alertmanager`, `grafana`) that has one.
+    templates: Mapping[str, HookTemplate] = field(default_factory=dict)
 
     def check_message(self, message: str) -> str | None:
         """None if `message` is acceptable on this channel, else the reason."""
@@ -139,6 +153,11 @@ def _build_channel(path: Path, key: str, name: str, entry: Any, default_ttl: int
     recipients = tuple(worker_class.recipients(params))
     if not recipients:
         raise ConfigError(f"{path}: {key}.params: the channel has no recipient")
+    templates = compile_templates(
+        f"{path}: {key}",
+        spec.templates.model_dump(exclude_none=True),
+        partial(worker_class.literal_text, params),
+    )
     return Channel(
         name=name,
         worker_type=spec.worker,
@@ -151,6 +170,7 @@ def _build_channel(path: Path, key: str, name: str, entry: Any, default_ttl: int
         lease=spec.lease or worker_class.lease_seconds,
         prefetch=spec.prefetch or worker_class.prefetch,
         recipients=recipients,
+        templates=templates,
     )
 
 

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Middleware
 
 from notifierd.api.auth import PROTECTED, bearer_auth
 from notifierd.api.body import BodyError, parse_query, read_body
+from notifierd.api.hooks import Validator, validate_alertmanager, validate_grafana
 from notifierd.api.idempotency import with_key
 from notifierd.api.validation import FieldError, SendRequest, control_string, validate_send
 from notifierd.config import Channel
@@ -74,6 +75,20 @@ def unavailable() -> web.Response:
 
 
 async def send(request: web.Request) -> web.StreamResponse:
+    return await receive(request, validate_send)
+
+
+async def alertmanager_hook(request: web.Request) -> web.StreamResponse:
+    return await receive(request, validate_alertmanager)
+
+
+async def grafana_hook(request: web.Request) -> web.StreamResponse:
+    return await receive(request, validate_grafana)
+
+
+async def receive(request: web.Request, validate: Validator) -> web.StreamResponse:
+    """Every route that makes a job: `validate` turns the request's fields into the send
+    request; the rest (maintenance, channel, body, storing) is the same for all."""
     intake = request.app[INTAKE]
     if intake.unavailable:
         return unavailable()
@@ -89,7 +104,7 @@ async def send(request: web.Request) -> web.StreamResponse:
         body = await _read_body_within(request, max_body_size, read_timeout)
         query = parse_query(request.rel_url.raw_query_string)
         send_request = with_key(
-            validate_send(body, query, channel, max_delay), request.headers, body, query
+            validate(body, query, channel, max_delay), request.headers, body, query
         )
     except BodyError as exc:
         return error_response(exc.status, exc.code, exc.description)
@@ -224,6 +239,10 @@ def build_app(
     app[LIMITS] = (max_body_size, max_delay, read_timeout)
     app[OPENAPI] = openapi_document()
     app.router.add_post("/api/send/{channel}", send, name="send")
+    app.router.add_post(
+        "/api/hooks/alertmanager/{channel}", alertmanager_hook, name="hook_alertmanager"
+    )
+    app.router.add_post("/api/hooks/grafana/{channel}", grafana_hook, name="hook_grafana")
     app.router.add_get("/api/jobs/{job_id}", job, name="jobs")
     app.router.add_get("/api/ping", ping, name="ping")
     app.router.add_get("/api/health", health, name="health")

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 #: Route names that need a token when tokens are configured; ping and metrics are optional.
-PROTECTED = frozenset({"send", "jobs"})
+PROTECTED = frozenset({"send", "hook_alertmanager", "hook_grafana", "jobs"})
 
 
 def protected_routes(auth_ping: bool, auth_metrics: bool) -> frozenset[str]:

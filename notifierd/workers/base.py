@@ -92,6 +92,13 @@ class Worker(ABC):
         return None
 
     @classmethod
+    def literal_text(cls, params: BaseModel, text: str) -> str:
+        """`text` written so that the remote shows each of its characters as it is: escaped
+        for a channel whose messages are markup. The webhook receivers' built-in text is plain
+        and goes through this. By default `text` unchanged."""
+        return text
+
+    @classmethod
     def recipients(cls, params: BaseModel) -> list[str]:
         """The recipients a job of this channel fans out to: one delivery each. A worker type
         without recipients (the channel is the destination) returns one empty string."""

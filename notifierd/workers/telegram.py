@@ -62,6 +62,7 @@ from notifierd.workers.telegram_markup import (
     TEXT_LIMIT,
     Format,
     MarkupError,
+    Parsed,
     parse,
     render,
     split,
@@ -284,6 +285,11 @@ class TelegramWorker(Worker):
                 "send it as several messages)"
             )
         return None
+
+    @classmethod
+    def literal_text(cls, params: BaseModel, text: str) -> str:
+        assert isinstance(params, TelegramParams)
+        return render(Parsed(text), params.format)
 
     @classmethod
     def recipients(cls, params: BaseModel) -> list[str]:

@@ -1,0 +1,1 @@
+"""Webhook receivers: monitoring systems' alert payloads turned into one message each."""
