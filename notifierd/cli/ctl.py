@@ -1,5 +1,6 @@
 """`notifierctl`: pause, resume, start and stop channels, show status, inspect and retry jobs
-and their deliveries — over the daemon's control socket."""
+and their deliveries — over the daemon's control socket; and send a message or show a job over
+the HTTP API (`send`, `job`: `cli.remote`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from notifierd import __version__
+from notifierd.cli import remote
 from notifierd.cli.options import add_setting_flags, settings_from
 from notifierd.control.client import CommandFailed, NotRunning, call
 from notifierd.control.discovery import locate, not_running_message, socket_candidates
@@ -97,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=RETRYABLE,
         help=f"with --channel: only those in this state (one of: {', '.join(RETRYABLE)})",
     )
+    remote.add_parsers(commands)
     return parser
 
 
@@ -107,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"notifierctl: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("send", "job"):
+        return remote.run(args, settings)
     candidates = socket_candidates(settings)
     try:
         return run(args, locate(candidates))
