@@ -23,7 +23,8 @@ _NOT_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 #: The longest single value (a label, a summary) shown: one verbose alert must not leave no
 #: room for the others.
 MAX_VALUE = 1000
-ELLIPSIS = "…"
+#: ASCII: "…" is not in the GSM-7 alphabet and would make an SMS count in UCS-2, at 70 a part.
+ELLIPSIS = "..."
 
 #: A candidate message built from the first `shown` alerts, `omitted` left out.
 Build = Callable[[int, int], str]
