@@ -100,7 +100,7 @@ def test_500_alerts_are_one_delivered_message(make_daemon: DaemonFactory) -> Non
 
 
 def ctl(
-    daemon: Daemon, *args: str, stdin: bytes = b"", **env: str
+    daemon: Daemon, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [str(BIN / "notifierctl"), *args],
@@ -108,7 +108,7 @@ def ctl(
         capture_output=True,
         timeout=30,
         check=False,
-        env={"PATH": "/usr/bin:/bin", "NOTIFIERD_PORT": str(daemon.port), **env},
+        env={"PATH": "/usr/bin:/bin", "NOTIFIERD_PORT": str(daemon.port), **(env or {})},
     )
 
 
@@ -119,7 +119,7 @@ def test_notifierctl_send_and_job(make_daemon: DaemonFactory, tmp_path: Path) ->
     with_token = {"NOTIFIERD_API_TOKENS_FILE": str(tokens)}
     text = "🔥 disk full on web-1\nдиск заполнен"
 
-    sent = ctl(daemon, "send", "devnull", "-", stdin=text.encode(), **with_token)
+    sent = ctl(daemon, "send", "devnull", "-", stdin=text.encode(), env=with_token)
 
     assert sent.returncode == 0, sent.stderr
     job_id = sent.stdout.decode().strip()
@@ -141,28 +141,28 @@ def test_notifierctl_send_and_job(make_daemon: DaemonFactory, tmp_path: Path) ->
     assert unauthorized.returncode == 1
     assert b"HTTP 401: unauthorized" in unauthorized.stderr
 
-    unknown = ctl(daemon, "send", "nope", "hi", **with_token)
+    unknown = ctl(daemon, "send", "nope", "hi", env=with_token)
     assert unknown.returncode == 1
     assert b"HTTP 404: unknown_channel: there is no channel named 'nope'" in unknown.stderr
 
-    blank = ctl(daemon, "send", "devnull", "-", stdin=b"   \n", **with_token)
+    blank = ctl(daemon, "send", "devnull", "-", stdin=b"   \n", env=with_token)
     assert blank.returncode == 1
     assert b"HTTP 422: required: message must not be blank" in blank.stderr
 
-    not_utf8 = ctl(daemon, "send", "devnull", "-", stdin=b"\xff\xfe", **with_token)
+    not_utf8 = ctl(daemon, "send", "devnull", "-", stdin=b"\xff\xfe", env=with_token)
     assert not_utf8.returncode == 2
     assert b"not valid UTF-8" in not_utf8.stderr
 
     assert daemon.ctl("pause").returncode == 0
-    paused = ctl(daemon, "send", "devnull", "hi", "--delay", "5", **with_token)
+    paused = ctl(daemon, "send", "devnull", "hi", "--delay", "5", env=with_token)
     assert paused.returncode == 4
     assert b"HTTP 503" in paused.stderr
     assert daemon.ctl("resume").returncode == 0
 
-    delayed = ctl(daemon, "send", "devnull", "later", "--delay", "5", **with_token)
+    delayed = ctl(daemon, "send", "devnull", "later", "--delay", "5", env=with_token)
     assert delayed.returncode == 0, delayed.stderr
 
-    unreachable = ctl(daemon, "send", "devnull", "hi", NOTIFIERD_URL="http://127.0.0.1:1")
+    unreachable = ctl(daemon, "send", "devnull", "hi", env={"NOTIFIERD_URL": "http://127.0.0.1:1"})
     assert unreachable.returncode == 3
     assert b"cannot reach the daemon" in unreachable.stderr
     assert len(daemon.deliveries()) == 2
