@@ -166,3 +166,46 @@ def test_notifierctl_send_and_job(make_daemon: DaemonFactory, tmp_path: Path) ->
     assert unreachable.returncode == 3
     assert b"cannot reach the daemon" in unreachable.stderr
     assert len(daemon.deliveries()) == 2
+
+
+ZABBIX_SCRIPT = (
+    Path(__file__).parent.parent.parent / "examples" / "monitoring" / "zabbix-notifierd.sh"
+)
+
+
+def test_zabbix_media_type_script_sends_subject_and_body(
+    make_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{API_TOKEN}\n", encoding="utf-8")
+    daemon = make_daemon(NULL_CHANNEL, env={"NOTIFIERD_API_TOKENS": API_TOKEN}).start()
+    env = {"PATH": "/usr/bin:/bin", "NOTIFIERD_URL": daemon.url("")}
+
+    def run(extra: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [
+                "/bin/sh",
+                str(ZABBIX_SCRIPT),
+                "devnull",
+                "Problem: CPU & load 🔥",
+                "Host: web-1\n+ 5m",
+            ],
+            capture_output=True,
+            timeout=30,
+            check=False,
+            env=env | extra,
+        )
+
+    refused = run({})
+    assert refused.returncode != 0
+    assert b"unauthorized" in refused.stdout
+
+    sent = run({"NOTIFIERD_TOKEN_FILE": str(token_file)})
+    assert sent.returncode == 0, sent.stderr
+    [delivery] = wait_for(lambda: daemon.deliveries(state="delivered"), what="the delivery")
+    job = requests.get(
+        daemon.url(f"/api/jobs/{delivery['job_id']}"),
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        timeout=10,
+    ).json()
+    assert job["message"] == "Problem: CPU & load 🔥\nHost: web-1\n+ 5m"

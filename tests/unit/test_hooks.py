@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from notifierd.api.app import build_app
+from notifierd.api.hooks import message
 from notifierd.cli.daemon import main as daemon_main
 from notifierd.config import Channel, load_channels
 from notifierd.errors import ConfigError
+from notifierd.hooks.payloads import AlertGroup, GrafanaAlertGroup
 from tests.unit.conftest import WriteYaml
 from tests.unit.test_api import MAX_DELAY, FakeIntake, error_of
 
@@ -362,3 +365,33 @@ async def test_template_cannot_reach_python_internals(write_yaml: WriteYaml) -> 
     assert error["field"] == "templates.alertmanager"
     assert "unsafe" in error["description"]
     assert intake.accepted == []
+
+
+EXAMPLES = Path(__file__).parent.parent.parent / "examples" / "monitoring"
+
+
+def test_example_channels_pass_check_config_and_render_the_payloads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:example")
+    channels = load_channels(EXAMPLES / "channels.yaml", default_ttl=3600)
+
+    for hook, model, name in (
+        ("alertmanager", AlertGroup, "alertmanager_firing"),
+        ("grafana", GrafanaAlertGroup, "grafana_firing"),
+    ):
+        group = model.model_validate(payload(name))
+        for channel in channels.values():
+            text = message(channel, hook, group)
+            assert channel.check_message(text) is None
+            assert "on web-1" in text or "p99 latency" in text
+
+
+def test_example_senders_post_to_the_hook_routes() -> None:
+    alertmanager = yaml.safe_load((EXAMPLES / "alertmanager.yml").read_text(encoding="utf-8"))
+    grafana = yaml.safe_load((EXAMPLES / "grafana-contact-point.yaml").read_text(encoding="utf-8"))
+
+    [webhook] = alertmanager["receivers"][0]["webhook_configs"]
+    assert webhook["url"].endswith("/api/hooks/alertmanager/alerts")
+    [receiver] = grafana["contactPoints"][0]["receivers"]
+    assert receiver["settings"]["url"].endswith("/api/hooks/grafana/alerts")
