@@ -95,24 +95,31 @@ def _alert_lines(alert: Alert, group: AlertGroup) -> list[str]:
     return lines
 
 
+#: How many alerts the first try holds: most groups are smaller, and are built just once.
+FIRST_TRY = 32
+
+
 def fit(build: Build, total: int, check: Check) -> tuple[str | None, str | None]:
     """The text with the most alerts (of `total`) that `check` accepts, as (text, None); or
-    (None, reason) when even the text without any alert is refused."""
-    text = build(total, 0)
-    if check(text) is None:
-        return text, None
-    low, high = 0, total - 1  # the answer is in [low, high]; -1 when none fits
+    (None, reason) when even the text without any alert is refused.
+
+    The count doubles from `FIRST_TRY` until a text is refused, then is bisected: every text
+    built is at most about twice the limit, so a group of thousands of alerts costs a few
+    texts of the channel's size, never a check of the whole group's (seconds of markup parsing
+    on the event loop)."""
+    good, bad = -1, total + 1  # the most alerts known to fit, the fewest known not to
     best: str | None = None
-    while low <= high:
-        middle = (low + high) // 2
-        candidate = build(middle, total - middle)
+    shown = min(total, FIRST_TRY)
+    while bad - good > 1:
+        candidate = build(shown, total - shown)
         if check(candidate) is None:
-            best, low = candidate, middle + 1
+            good, best = shown, candidate
         else:
-            high = middle - 1
-    if best is not None:
-        return best, None
-    return None, check(build(0, total))
+            bad = shown
+        shown = min(total, shown * 2) if bad > total else (good + bad) // 2
+    if best is None:
+        return None, check(build(0, total))
+    return best, None
 
 
 def cut(text: str, check: Check) -> str | None:
