@@ -51,7 +51,8 @@ def compile_templates(
     for the channel's markup. Raises `ConfigError` listing every template that does not
     compile."""
     environment = SandboxedEnvironment(keep_trailing_newline=False)
-    environment.filters["literal"] = literal
+    # Any value: a label is a string, but `{{ alerts | length | literal }}` is not.
+    environment.filters["literal"] = lambda value: literal(str(value))
     compiled: dict[str, HookTemplate] = {}
     problems: list[str] = []
     for hook, source in sources.items():

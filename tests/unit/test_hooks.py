@@ -395,3 +395,23 @@ def test_example_senders_post_to_the_hook_routes() -> None:
     assert webhook["url"].endswith("/api/hooks/alertmanager/alerts")
     [receiver] = grafana["contactPoints"][0]["receivers"]
     assert receiver["settings"]["url"].endswith("/api/hooks/grafana/alerts")
+
+
+async def test_literal_filter_escapes_any_value_for_the_channels_format(
+    write_yaml: WriteYaml,
+) -> None:
+    path = write_yaml(
+        """
+        channels:
+          tg:
+            worker: telegram
+            params: {token: "1:x", chat_id: 1, format: html}
+            templates:
+              alertmanager: '<b>{{ alerts | length | literal }}</b> {{ "<&>" | literal }}'
+        """
+    )
+    intake = FakeIntake(load_channels(path, default_ttl=3600))
+    async with TestClient(TestServer(build_app(intake, 1024 * 1024, MAX_DELAY))) as client:
+        status, body = await post(client, AM.format("tg"), payload("alertmanager_firing"))
+    assert status == 204, body
+    assert intake.accepted[0][1].message == "<b>3</b> &lt;&amp;&gt;"
