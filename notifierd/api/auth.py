@@ -24,7 +24,9 @@ def auth_summary(tokens: tuple[str, ...], protected: frozenset[str]) -> str:
     """For the start-up line: whether the API asks for a token, and on which routes."""
     if not tokens:
         return "none: no API token is set, every route is open"
-    return f"bearer token required for {', '.join(sorted(protected))}"
+    # The webhook routes (`hook_alertmanager`, `hook_grafana`) are one thing to a reader.
+    names = {"hooks" if name.startswith("hook_") else name for name in protected}
+    return f"bearer token required for {', '.join(sorted(names))}"
 
 
 def is_loopback(host: str) -> bool:

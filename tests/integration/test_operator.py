@@ -387,7 +387,7 @@ def test_tokens_from_a_file(make: DaemonMaker, tmp_path: Path) -> None:
     daemon = make(env={"NOTIFIERD_API_TOKENS_FILE": str(tokens)}).start()
     started = daemon.event("notifierd.started")
     assert started is not None
-    assert started["auth"] == "bearer token required for jobs, send"
+    assert started["auth"] == "bearer token required for hooks, jobs, send"
     url = daemon.url("/api/send/devnull")
     assert requests.post(url, data={"message": "x"}, timeout=5).status_code == 401
     accepted = requests.post(
