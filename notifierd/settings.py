@@ -53,7 +53,7 @@ class Settings(BaseSettings):
         description="seconds finished deliveries stay in the journal before they are pruned",
     )
     api_tokens: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="if set, /api/send and /api/jobs require one of these bearer tokens"
+        (), description="if set, /api/send, /api/hooks and /api/jobs require one of these tokens"
     )
     api_tokens_file: Path | None = Field(
         None, description="more API tokens, one per line (kept out of `ps`, unlike the flag)"
