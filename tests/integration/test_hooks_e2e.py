@@ -209,3 +209,21 @@ def test_zabbix_media_type_script_sends_subject_and_body(
         timeout=10,
     ).json()
     assert job["message"] == "Problem: CPU & load 🔥\nHost: web-1\n+ 5m"
+
+
+def test_alertmanager_retry_with_an_idempotency_key_makes_one_job(
+    make_daemon: DaemonFactory,
+) -> None:
+    daemon = make_daemon(NULL_CHANNEL).start()
+    url = daemon.url("/api/hooks/alertmanager/devnull")
+    headers = {"Idempotency-Key": "am-group-1"}
+
+    first = requests.post(url, json=payload("alertmanager_firing"), headers=headers, timeout=10)
+    again = requests.post(url, json=payload("alertmanager_firing"), headers=headers, timeout=10)
+    other = requests.post(url, json=payload("alertmanager_resolved"), headers=headers, timeout=10)
+
+    assert first.status_code == again.status_code == 204
+    assert first.headers["X-Job-Id"] == again.headers["X-Job-Id"]
+    assert (other.status_code, other.json()["code"]) == (409, "idempotency_key_reused")
+    wait_for(lambda: daemon.deliveries(state="delivered"), what="the delivery")
+    assert len(daemon.deliveries()) == 1
