@@ -84,6 +84,11 @@ class DueTimes:
         self._struck: Counter[float] = Counter()
         self._struck_total = 0
 
+    def load(self, due_times: list[float]) -> None:
+        """Start from these due times (all in the future), taking the list as the heap."""
+        heapq.heapify(due_times)
+        self._heap = due_times
+
     def push(self, due_at: float) -> None:
         if due_at > self.horizon:
             heapq.heappush(self._heap, due_at)
@@ -125,8 +130,16 @@ class DeliveryCounts:
         self._due = {}
         for channel, state, number in by_state:
             self._channel(channel)[state] += number
+        # Gathered per channel and made a heap once (linear), rather than pushed one by one:
+        # a backlog of a million delayed deliveries is read at every start-up.
+        gathered: dict[str, list[float]] = {}
         for channel, due_at in due_later:
-            self._due_times(channel).push(due_at)
+            times = gathered.get(channel)
+            if times is None:
+                times = gathered[channel] = []
+            times.append(due_at)
+        for channel, times in gathered.items():
+            self._due_times(channel).load(times)
 
     def apply(self, changes: CountChanges) -> None:
         for channel, state, number in changes.moves:
