@@ -1,7 +1,7 @@
 """A backlog of delayed deliveries, written straight into a new Store database.
 
 The rows are exactly what `SqliteStore.add` writes (its own schema, made by
-`notifierd.store.sqlite_schema.migrate`, one job and one queued delivery per message, due
+`notifierd.store.sqlite.schema.migrate`, one job and one queued delivery per message, due
 `delay` seconds from now), but inserted by one INSERT ... SELECT over a recursive CTE with
 `synchronous=OFF`: a million rows take seconds instead of the minutes a million POSTs would.
 """
@@ -13,7 +13,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from notifierd.store.sqlite_schema import migrate
+from notifierd.store.sqlite.schema import migrate
 
 
 def write_backlog(database: Path, channel: str, count: int, delay: float, ttl: float) -> float:

@@ -17,23 +17,23 @@ from notifierd import __version__
 from notifierd.api.app import build_app
 from notifierd.api.auth import auth_summary, protected_routes
 from notifierd.api.connections import ConnectionGuard, connection_limit, raise_descriptor_limit
+from notifierd.api.journal import job_as_json
 from notifierd.api.responses import counting_access_logger
 from notifierd.api.server import HttpServer
 from notifierd.api.validation import SendRequest
+from notifierd.channels.rate_groups import rate_groups
+from notifierd.channels.runner import ChannelRunner
 from notifierd.config import Channel
 from notifierd.control.server import CommandError, ControlServer
 from notifierd.errors import StorageLost, StoreError
-from notifierd.journal import job_as_json
 from notifierd.logs import LogFiles
 from notifierd.metrics import Metrics
+from notifierd.processes.handle import spawn_context
 from notifierd.settings import Settings
 from notifierd.state_lock import StateLock
 from notifierd.states import RETRYABLE_STATES, DeliveryState
 from notifierd.store import NewJob, SqliteStore, Store, StoreCounts
-from notifierd.store.sqlite_schema import SCHEMA_VERSION
-from notifierd.supervisor.channel import ChannelRunner
-from notifierd.supervisor.process import spawn_context
-from notifierd.supervisor.rate_groups import rate_groups
+from notifierd.store.sqlite.schema import SCHEMA_VERSION
 from notifierd.systemd import Notifier
 
 log = structlog.get_logger("notifierd")

@@ -5,7 +5,7 @@ A remote may repeat a secret in its answer, and not always as it was sent: SMS.r
 `\\0user\\0password`), an HTTP API the `Authorization: Basic` value (base64 of `user:secret`),
 a JSON body escapes it. A `Redactor` knows every such spelling of each secret and replaces it
 with `***`; the worker process passes each outcome's error and each log event through one
-(`notifierd.supervisor.child`), so no worker has to remember to.
+(`notifierd.processes.child`), so no worker has to remember to.
 
 Base64 is matched without knowing what surrounds the secret: of the encoding of
 `prefix + secret + suffix`, the characters made only of the secret's bits depend on nothing

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from notifierd import __version__
+from notifierd.api.journal import iso
 from notifierd.cli import remote
 from notifierd.cli.options import add_setting_flags, settings_from
 from notifierd.control.client import CommandFailed, NotRunning, call
 from notifierd.control.discovery import locate, not_running_message, socket_candidates
 from notifierd.errors import EXIT_NOT_RUNNING, ConfigError
-from notifierd.journal import iso
 from notifierd.states import RETRYABLE_STATES, DeliveryState
 
 STATUS_COLUMNS = (

@@ -25,7 +25,7 @@ from notifierd.errors import (
     StoreUnusable,
 )
 from notifierd.logs import configure_parent_logging
-from notifierd.store.sqlite_schema import SCHEMA_VERSION
+from notifierd.store.sqlite.schema import SCHEMA_VERSION
 
 PRIVATE_UMASK = 0o077
 

@@ -12,7 +12,7 @@ from notifierd.store.base import (
     Store,
     StoreCounts,
 )
-from notifierd.store.sqlite import SqliteStore
+from notifierd.store.sqlite.store import SqliteStore
 
 __all__ = [
     "AttemptRecord",

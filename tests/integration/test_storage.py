@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from notifierd.store.sqlite_schema import SCHEMA_VERSION, migrate
+from notifierd.store.sqlite.schema import SCHEMA_VERSION, migrate
 from tests.harness import BIN, Daemon, wait_for
 from tests.integration.conftest import DaemonFactory
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from notifierd.channels.rate_groups import rate_groups
+from notifierd.channels.runner import ChannelRunner
 from notifierd.config import Channel
 from notifierd.metrics import Metrics
+from notifierd.processes.handle import spawn_context
 from notifierd.store import SqliteStore
-from notifierd.supervisor.channel import ChannelRunner
-from notifierd.supervisor.process import spawn_context
-from notifierd.supervisor.rate_groups import rate_groups
 
 
 def _runner(channel: Channel, store: SqliteStore) -> ChannelRunner:

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from notifierd.errors import MAX_RETRY_AFTER, RateLimited, TemporaryFailure
 from notifierd.messages import Delivery, Outcome
+from notifierd.processes.child import received, run_send
 from notifierd.states import OutcomeKind
-from notifierd.supervisor.child import received, run_send
 from notifierd.workers.base import Worker
 from notifierd.workers.null import Fault, NullParams, NullWorker
 from notifierd.workers.registry import UnknownWorker, installed_worker_names, load_worker_class
@@ -199,7 +199,7 @@ def test_crash_fault_kills_the_process() -> None:
     script = textwrap.dedent(
         """
         from notifierd.messages import Delivery
-        from notifierd.supervisor.child import run_send
+        from notifierd.processes.child import run_send
         from notifierd.workers.null import NullParams, NullWorker
         worker = NullWorker("c", NullParams.model_validate({"faults": [{"kind": "crash"}]}))
         run_send(worker, Delivery(1, 1, "c", "", "m", 1))

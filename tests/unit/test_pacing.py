@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifierd.supervisor.pacing import RecipientPacer, SendWindow
+from notifierd.channels.pacing import RecipientPacer, SendWindow
 
 T0 = 5000.0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notifierd.supervisor.probing import ProbeSchedule
+from notifierd.channels.probing import ProbeSchedule
 
 
 def test_default_intervals_grow_to_ten_minutes() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from notifierd.channels.rate_groups import RateGroup, rate_groups
 from notifierd.config import Channel, load_channels
 from notifierd.messages import Delivery
-from notifierd.supervisor.rate_groups import RateGroup, rate_groups
 
 T0 = 5000.0
 BOT = "123456789:AAF4k3-T0k3n_for_tests_only_aBcDeFgHiJk"

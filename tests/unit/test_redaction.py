@@ -11,8 +11,8 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from notifierd.messages import Outcome
+from notifierd.processes.child import RedactingPipe
 from notifierd.redaction import Redactor, secret_values
-from notifierd.supervisor.child import RedactingPipe
 
 SECRET = 'pä/ss+w=rd&"q"\\1'
 USER = "notifier@example.org"

@@ -13,8 +13,10 @@ import pytest
 import structlog
 
 from notifierd.errors import StorageLost, StoreError, StoreUnusable
-from notifierd.store import NewJob, SqliteStore, sqlite_guard, sqlite_schema
-from notifierd.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
+from notifierd.store import NewJob, SqliteStore
+from notifierd.store.sqlite import guard as sqlite_guard
+from notifierd.store.sqlite import schema as sqlite_schema
+from notifierd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
 
 JOB = NewJob("c", "m", ("r",), 0, 60)
 

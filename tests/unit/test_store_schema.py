@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 
 from notifierd.store import NewJob, SqliteStore
-from notifierd.store.sqlite import _INSERT_DELIVERIES
-from notifierd.store.sqlite_rows import MAX_PARAMETERS, RowsInsert
-from notifierd.store.sqlite_schema import FINISHED, MIGRATIONS, migrate
+from notifierd.store.sqlite.rows import MAX_PARAMETERS, RowsInsert
+from notifierd.store.sqlite.schema import FINISHED, MIGRATIONS, migrate
+from notifierd.store.sqlite.store import _INSERT_DELIVERIES
 
 
 def opcodes(conn: sqlite3.Connection, sql: str, arguments: tuple[object, ...]) -> list[str]:

@@ -22,17 +22,17 @@ from typing import Any
 
 import structlog
 
+from notifierd.channels.probing import ProbeSchedule
+from notifierd.channels.rate_groups import RateGroup
 from notifierd.config import Channel
 from notifierd.log_output import HotLine
 from notifierd.logs import reemit
 from notifierd.messages import Delivery, Outcome
 from notifierd.metrics import Metrics
+from notifierd.processes.child import ChildSpec
+from notifierd.processes.handle import WorkerProcess
 from notifierd.states import ChannelState, DeliveryState, OutcomeKind
 from notifierd.store import Store
-from notifierd.supervisor.child import ChildSpec
-from notifierd.supervisor.probing import ProbeSchedule
-from notifierd.supervisor.process import WorkerProcess
-from notifierd.supervisor.rate_groups import RateGroup
 
 log = structlog.get_logger("notifierd.channel")
 attempt_line = HotLine("notifierd.channel", "delivery.attempt")

@@ -11,10 +11,10 @@ from notifierd.lifecycle import after_outcome
 from notifierd.messages import Outcome
 from notifierd.states import DeliveryState, OutcomeKind
 from notifierd.store.counts import CountChanges
-from notifierd.store.sqlite_rows import RowsInsert
+from notifierd.store.sqlite.rows import RowsInsert
 
 # Outcomes per statement: their ids, or their attempts' rows (6 values each), stay under
-# sqlite_rows.MAX_PARAMETERS.
+# rows.MAX_PARAMETERS.
 CHUNK = 150
 
 _INSERT_ATTEMPTS = RowsInsert(
@@ -62,7 +62,7 @@ def apply_delivered(
             else:
                 states[i] = None
         if applied:
-            # One statement for the chunk, not one per row (see sqlite_rows).
+            # One statement for the chunk, not one per row (see rows.py).
             marks = ",".join("?" * len(applied))
             conn.execute(
                 "UPDATE deliveries SET state = 'delivered', lease_token = NULL,"

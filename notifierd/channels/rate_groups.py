@@ -14,9 +14,9 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from notifierd.channels.pacing import RecipientPacer, SendWindow
 from notifierd.config import Channel
 from notifierd.messages import Delivery
-from notifierd.supervisor.pacing import RecipientPacer, SendWindow
 
 
 class Member(Protocol):

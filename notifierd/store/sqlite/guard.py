@@ -28,7 +28,7 @@ from pathlib import Path
 import structlog
 
 from notifierd.errors import StoreError, StoreUnusable
-from notifierd.store.sqlite_schema import SCHEMA_VERSION, schema_version
+from notifierd.store.sqlite.schema import SCHEMA_VERSION, schema_version
 
 log = structlog.get_logger("notifierd.store")
 

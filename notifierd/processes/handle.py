@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from notifierd.messages import Delivery, Outcome
-from notifierd.supervisor.child import ChildSpec, child_main
+from notifierd.processes.child import ChildSpec, child_main
 
 log = structlog.get_logger("notifierd.supervisor")
 

@@ -7,7 +7,7 @@ separated by semicolons) and never edit one that has shipped: databases in the f
 it already. Where SQLite allows, write a migration so that it can run again on a database that
 has it (IF NOT EXISTS, OR IGNORE): a database saved with `sqlite3 .dump` and loaded again has
 lost its version, and its migrations run once more. A database whose version is above
-`SCHEMA_VERSION` was written by a newer notifierd and is refused by `sqlite_guard` before
+`SCHEMA_VERSION` was written by a newer notifierd and is refused by `guard` before
 anything touches it.
 """
 
@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS flags (
 """
 
 #: The database's identity: the state dir's marker file names it, so that a database replaced
-#: by another is noticed at start-up (sqlite_guard).
+#: by another is noticed at start-up (guard.py).
 _IDENTITY = """
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from notifierd.errors import IdempotencyKeyReused
 from notifierd.store.base import NewJob
-from notifierd.store.sqlite_rows import RowsInsert
+from notifierd.store.sqlite.rows import RowsInsert
 
 #: (succeeded, job id or the exception): what each job's caller gets.
 Result = tuple[bool, Any]

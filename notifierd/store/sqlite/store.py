@@ -14,8 +14,8 @@ Jobs added in one transaction are inserted together (one `executemany` for all t
 Reads for status and listings go through a second connection on another thread, so a slow scan
 never stalls intake (WAL lets them run side by side).
 
-The database file itself is guarded (`sqlite_guard`): checked before it is opened, its schema
-brought up to date (`sqlite_schema.migrate`), and watched while the daemon runs. Once its file
+The database file itself is guarded (`guard.py`): checked before it is opened, its schema
+brought up to date (`schema.migrate`), and watched while the daemon runs. Once its file
 is deleted or replaced, every write fails with `StorageLost`: a commit into a file nobody will
 open again must not be answered as stored.
 """
@@ -39,7 +39,6 @@ from notifierd.config import RetryPolicy
 from notifierd.errors import StorageLost, StoreError
 from notifierd.messages import Delivery, Outcome
 from notifierd.states import RETRYABLE_STATES, OutcomeKind
-from notifierd.store import sqlite_idempotency as idempotency
 from notifierd.store.base import (
     AttemptRecord,
     ClaimResult,
@@ -53,11 +52,12 @@ from notifierd.store.base import (
     StoreCounts,
 )
 from notifierd.store.counts import EXPIRED, LEASED, QUEUED, CountChanges, DeliveryCounts
-from notifierd.store.sqlite_guard import WATCH_SECONDS, DatabaseGuard
-from notifierd.store.sqlite_jobs import list_jobs, requeue_each, requeue_rows
-from notifierd.store.sqlite_outcomes import apply_delivered, apply_outcome
-from notifierd.store.sqlite_rows import RowsInsert
-from notifierd.store.sqlite_schema import FINISHED, SCHEMA_VERSION, migrate
+from notifierd.store.sqlite import idempotency
+from notifierd.store.sqlite.guard import WATCH_SECONDS, DatabaseGuard
+from notifierd.store.sqlite.jobs import list_jobs, requeue_each, requeue_rows
+from notifierd.store.sqlite.outcomes import apply_delivered, apply_outcome
+from notifierd.store.sqlite.rows import RowsInsert
+from notifierd.store.sqlite.schema import FINISHED, SCHEMA_VERSION, migrate
 
 log = structlog.get_logger("notifierd.store")
 
