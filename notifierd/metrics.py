@@ -42,7 +42,7 @@ BUCKET_LABELS = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
 class ChannelSeries:
     """One channel's per-message series, as plain numbers: they are counted for every message,
     and a prometheus_client child takes a lock and a method call or three at each increment
-    (about 4% of the parent's instructions per message). They are only ever touched on the
+    (docs/performance.md). They are only ever touched on the
     event loop's thread; `HotSeries` turns them into Prometheus samples at each scrape."""
 
     __slots__ = ("accepted", "by_state", "latency_buckets", "latency_sum")

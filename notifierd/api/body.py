@@ -56,8 +56,8 @@ async def _read_fields(request: web.Request, max_size: int) -> dict[str, Any]:
         raise _too_large(max_size)
     declared = request.headers.get("Content-Type")
     if declared in PLAIN_FORM_TYPES:
-        # What nearly every client sends is known without taking the header apart (aiohttp's
-        # properties do that at each question: a tenth of the intake's own work).
+        # What nearly every client sends is known without taking the header apart: aiohttp's
+        # properties do that at each question, on every request (docs/performance.md).
         media = FORM
     else:
         media = request.content_type
@@ -162,8 +162,8 @@ def _decode_pairs(text: str, where: str) -> list[tuple[str, str]]:
     yarl's decoder (the one aiohttp's own `request.post()` uses, in C) reads every form; it
     puts U+FFFD where an escape is not UTF-8, so a result holding U+FFFD (rare: a broken
     escape, or that character sent on purpose) is read again by the standard library's
-    strict decoder, which tells the two apart. The standard library's decoder alone is
-    written in Python and cost five times as much, a tenth of the request's CPU."""
+    strict decoder, which tells the two apart. The standard library's decoder is written in
+    Python: alone, it would be a large share of every request's CPU (docs/performance.md)."""
     pairs = query_to_pairs(text)
     for name, value in pairs:
         if REPLACEMENT in name or REPLACEMENT in value:

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_loop(main: Coroutine[Any, Any, int]) -> int:
     """Run the daemon on uvloop (a dependency, but for Windows, where it does not exist): it
-    takes about 7% less of the parent's CPU per request than asyncio's own loop."""
+    takes less of the parent's CPU per request than asyncio's own loop (docs/performance.md)."""
     try:
         import uvloop  # noqa: PLC0415 - absent on Windows
     except ImportError:
