@@ -19,35 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from notifierd.errors import ConfigError
 from notifierd.hooks.templates import HookTemplate, compile_templates
+from notifierd.retry import RetryPolicy
 from notifierd.workers.base import RegexPattern, Worker
 from notifierd.workers.message_text import character_refusal
 from notifierd.workers.registry import UnknownWorker, load_worker_class
 
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class RetryPolicy(BaseModel):
-    """When to try a delivery again after a temporary failure (DESIGN §2)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    delay: float = Field(10.0, gt=0, description="seconds before the first retry")
-    backoff: float = Field(1.0, ge=1, description="multiplier per attempt; 1 = fixed delay")
-    max_delay: float = Field(600.0, gt=0, description="cap of the computed delay, seconds")
-    max_attempts: int = Field(5, ge=1, description="attempts in all, the first one included")
-    jitter: float = Field(0.1, ge=0, le=1, description="random spread, a fraction of the delay")
-
-    def delay_after(self, attempt: int, spread: float) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based). `spread` is a
-        random number in [-1, 1] supplied by the caller (tests pass fixed values)."""
-        # Cap the exponent before raising: a large attempt number must not overflow a float.
-        exponent = min(attempt - 1, 1024)
-        try:
-            base = min(self.delay * self.backoff**exponent, self.max_delay)
-        except OverflowError:
-            base = self.max_delay
-        return max(0.0, base * (1 + self.jitter * spread))
 
 
 class HookTemplateSources(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from notifierd.config import RetryPolicy
+from notifierd.retry import RetryPolicy
 from notifierd.states import DeliveryState, OutcomeKind
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from notifierd.cli.daemon import main as daemon_main
-from notifierd.config import Channel, RetryPolicy, load_channels
+from notifierd.config import Channel, load_channels
 from notifierd.errors import EXIT_CONFIG, ConfigError
+from notifierd.retry import RetryPolicy
 from notifierd.settings import Settings
 from notifierd.workers.null import NullParams, NullWorker
 

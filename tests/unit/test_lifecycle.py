@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from notifierd.config import RetryPolicy
 from notifierd.errors import MAX_RETRY_AFTER, RateLimited
 from notifierd.lifecycle import Transition, after_outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import DeliveryState, OutcomeKind
 
 NOW = 1000.0

@@ -6,9 +6,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from notifierd.config import RetryPolicy
 from notifierd.lifecycle import after_outcome
 from notifierd.messages import Outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import DeliveryState, OutcomeKind
 from notifierd.store.counts import CountChanges
 from notifierd.store.sqlite.rows import RowsInsert
