@@ -44,6 +44,10 @@ class StorageLost(StoreError):
     then on would be kept, so nothing is written."""
 
 
+class StateDirInUse(NotifierdError):
+    """Another notifierd holds the state directory's lock (`state_lock.StateLock`)."""
+
+
 class IdempotencyKeyReused(NotifierdError):
     """A send's idempotency key was first used, on the same channel, with another message or
     delay: the client reused a key it meant for something else."""

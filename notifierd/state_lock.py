@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from notifierd.errors import StoreError
+from notifierd.errors import StateDirInUse
 
 
 class StateLock:
@@ -27,7 +27,7 @@ class StateLock:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
-            raise StoreError(
+            raise StateDirInUse(
                 f"another notifierd (pid {holder}) is using the state directory {self.path.parent}"
             ) from None
         os.ftruncate(fd, 0)

@@ -21,6 +21,7 @@ from notifierd.errors import (
     EXIT_FAILURE,
     EXIT_STORE,
     ConfigError,
+    StateDirInUse,
     StoreError,
     StoreUnusable,
 )
@@ -96,10 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     except SocketUnavailable as exc:
         structlog.get_logger("notifierd").critical("notifierd.socket_unavailable", error=str(exc))
         return EXIT_CONFIG
+    except ConfigError as exc:
+        structlog.get_logger("notifierd").critical("notifierd.failed", error=str(exc))
+        return EXIT_CONFIG
     except StoreUnusable as exc:
         structlog.get_logger("notifierd").critical("notifierd.failed", error=str(exc))
         return EXIT_STORE
-    except (StoreError, OSError) as exc:
+    except (StoreError, StateDirInUse, OSError) as exc:
         structlog.get_logger("notifierd").critical("notifierd.failed", error=str(exc))
         return EXIT_FAILURE
     finally:
