@@ -32,7 +32,7 @@ from notifierd.processes.handle import spawn_context
 from notifierd.settings import Settings
 from notifierd.state_lock import StateLock
 from notifierd.states import RETRYABLE_STATES, DeliveryState
-from notifierd.store import NewJob, SqliteStore, Store, StoreCounts
+from notifierd.store import NewJob, Store, StoreCounts, open_store
 from notifierd.store.sqlite.schema import SCHEMA_VERSION
 from notifierd.systemd import Notifier
 
@@ -60,7 +60,7 @@ class Daemon:
         self._log_files = log_files
         self._systemd = notifier or Notifier()
         self._channels = dict(channels)
-        self.store: Store = SqliteStore(settings.database_path)
+        self.store: Store = open_store(settings.effective_store_url)
         self.paused = False
         self.stopping = False
         self._stopped_channels: set[str] = set()
@@ -183,7 +183,7 @@ class Daemon:
                 "notifierd.started",
                 http=f"http://{self.settings.host}:{self._bound_port()}",
                 socket=str(self.settings.socket_path),
-                database=str(self.settings.database_path),
+                database=self.store.location,
                 schema_version=SCHEMA_VERSION,
                 channels=sorted(self._channels),
                 paused=self.paused,

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from notifierd.errors import ConfigError
 from notifierd.paths import default_config, default_state_dir, socket_for
+from notifierd.store.factory import StoreUrlError, check_store_url, default_store_url
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "console", "json"]
@@ -35,6 +36,11 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(
         default_factory=default_state_dir, description="where the database and the socket live"
+    )
+    store_url: str | None = Field(
+        None,
+        description="where the Store keeps the queue: sqlite:///ABSOLUTE/PATH (default: "
+        "STATE_DIR/notifierd.db's), or postgresql://USER@HOST/DATABASE",
     )
     log_level: LogLevel = Field("info", description="the level of notifierd's own log")
     verbose: int = Field(
@@ -86,6 +92,17 @@ class Settings(BaseSettings):
         """Fixed at start-up, so that what the log shows is where the daemon looks."""
         return None if value is None else value.expanduser().absolute()
 
+    @field_validator("store_url")
+    @classmethod
+    def _usable_store_url(cls, value: str | None) -> str | None:
+        """Checked at start-up, so that a bad URL is a configuration error (exit 2)."""
+        if value is not None:
+            try:
+                check_store_url(value)
+            except StoreUrlError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: Any) -> Any:
@@ -112,6 +129,11 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.state_dir / "notifierd.db"
+
+    @property
+    def effective_store_url(self) -> str:
+        """`store_url`, or the SQLite database in the state dir."""
+        return self.store_url if self.store_url is not None else default_store_url(self.state_dir)
 
     def with_tokens_file(self) -> Settings:
         """These settings with the tokens of `api_tokens_file` added to `api_tokens`."""

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from notifierd.config import RetryPolicy
 from notifierd.errors import StoreError
 from notifierd.messages import Outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import OutcomeKind
-from notifierd.store import NewJob, SqliteStore
+from notifierd.store import NewJob
+from notifierd.store.sqlite import SqliteStore
 
 
 def job(message: str, recipients: tuple[str, ...] = ("",)) -> NewJob:

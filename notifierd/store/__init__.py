@@ -1,8 +1,9 @@
-"""The durable queue (SPEC "queue manager"). `Store` is the interface; `SqliteStore` the
-default backend."""
+"""The durable queue (SPEC "queue manager"). `Store` is the port (`store.base`); a backend is
+picked from a URL by `open_store` (`store.factory`), which imports only the backend it needs."""
 
 from notifierd.store.base import (
     AttemptRecord,
+    ChannelStateRecord,
     ClaimResult,
     DeliveryRecord,
     JobRecord,
@@ -12,17 +13,18 @@ from notifierd.store.base import (
     Store,
     StoreCounts,
 )
-from notifierd.store.sqlite.store import SqliteStore
+from notifierd.store.factory import open_store
 
 __all__ = [
     "AttemptRecord",
+    "ChannelStateRecord",
     "ClaimResult",
     "DeliveryRecord",
     "JobRecord",
     "JobSummary",
     "NewJob",
     "Retried",
-    "SqliteStore",
     "Store",
     "StoreCounts",
+    "open_store",
 ]

@@ -1,18 +1,56 @@
-"""The Store interface (DESIGN §3). The parent process is its only user; workers never see it.
+"""The Store port (DESIGN §3): the durable queue of deliveries, the switches and the channels'
+shared states, as the parent process sees them. Workers never see it.
 
-Nothing of a backend leaks through: a Redis Streams backend must fit the same methods.
-Every method that changes state returns only after the change is durable.
+A backend (`store.sqlite`, later `store.postgres`) implements `Store`; `store.factory.open_store`
+picks one from a URL. Nothing here imports a backend, the channel file or the workers, and no
+backend imports them either: `import notifierd.store.base` loads none of them (a test checks).
+Every backend passes the contract suite in `tests/store_contract/`.
+
+What every backend promises:
+
+- A method that changes state returns only once the change is durable (committed).
+- Times are on the Store's clock, `Store.now()`: every `now` argument, `due_at`, `expires_at`,
+  `leased_until`, `cooldown_until`. A process that waits on one of them turns it into a
+  monotonic deadline (`time.monotonic() + (stored - store.now())`), so no other clock decides.
+- A lease records the Store's `owner` (a node id, `host:pid:random`, never reused) and a token;
+  an outcome whose token is not the delivery's current one is ignored (fencing).
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from enum import Enum
+from types import TracebackType
 from typing import NamedTuple
 
-from notifierd.config import RetryPolicy
+import structlog
+
 from notifierd.messages import Delivery, Outcome
+from notifierd.retry import RetryPolicy
+
+log = structlog.get_logger("notifierd.store")
+
+#: Called with a channel's name when new work for it may be due (`Store.on_wake`).
+WakeCallback = Callable[[str], None]
+
+
+def new_owner() -> str:
+    """A node id for the leases of one Store: `host:pid:random`, never the same twice."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Keep(Enum):
+    """`Store.set_channel_state`'s default: leave this part of the state as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 class NewJob(NamedTuple):  # one per request: cheaper to make than a frozen dataclass
@@ -121,18 +159,82 @@ class Lapsed:
     state: str
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelStateRecord:
+    """What a channel shares with every host through the Store: a remote's Retry-After
+    cool-down and the misconfigured state (DESIGN §9). A channel with neither has no record."""
+
+    #: Until when (the Store's clock) the channel sends nothing; None: no cool-down.
+    cooldown_until: float | None = None
+    #: Why the remote refuses the channel's credentials; None: it does not.
+    misconfigured: str | None = None
+
+
 class Store(ABC):
-    """Durable queue of deliveries, the maintenance flag and the per-channel switches."""
+    """Durable queue of deliveries, the switches (maintenance, stopped channels) and the
+    channels' shared states. Used as `async with store:` it is opened and closed."""
+
+    def __init__(self, owner: str | None = None) -> None:
+        #: The node id every lease this Store makes records.
+        self.owner = owner or new_owner()
+        self._wake_callbacks: list[WakeCallback] = []
+
+    # -- life cycle -------------------------------------------------------------------------
 
     @abstractmethod
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect, bring the schema up to date. Raises `StoreError` (`StoreUnusable` when an
+        operator must act first)."""
 
     @abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Wait for the writes under way, then disconnect."""
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the data is, for the log (a path; a URL without its password)."""
 
     @abstractmethod
-    async def recover(self, now: float) -> int:
-        """At start-up: every leased delivery goes back to queued. Returns how many."""
+    def now(self) -> float:
+        """The Store's clock, in seconds since the epoch: the time every stored time is on."""
+
+    def on_wake(self, callback: WakeCallback) -> None:
+        """Have `callback(channel)` called, on the event loop, when new work for `channel` may
+        be due: after an add, an operator's retry or a recovery commits (and, with a shared
+        backend, when another host's does). A hint to claim now rather than at the next
+        poll; never the only way work is found."""
+        self._wake_callbacks.append(callback)
+
+    def _wake(self, channels: Iterable[str]) -> None:
+        """Backends call this once their change committed, each channel once."""
+        for channel in channels:
+            for callback in self._wake_callbacks:
+                try:
+                    callback(channel)
+                except Exception:
+                    log.exception("store.wake_failed", channel=channel)
+
+    # -- deliveries ---------------------------------------------------------------------------
+
+    @abstractmethod
+    async def recover(self, now: float, owner: str | None = None) -> int:
+        """Leases of an owner that is gone go back to queued, their attempts still counted.
+        `owner` None: every owner this backend knows cannot be alive (SQLite: all of them,
+        the state lock lets one daemon use a database, so a lease found at start-up is a dead
+        process's). Returns how many."""
 
     @abstractmethod
     async def add(self, job: NewJob, now: float) -> int:
@@ -149,7 +251,8 @@ class Store(ABC):
         lease_seconds: float,
         exclude_recipients: Collection[str] = (),
     ) -> ClaimResult:
-        """Lease up to `limit` due, unexpired deliveries of `channel`, oldest due first."""
+        """Lease up to `limit` due, unexpired deliveries of `channel`, oldest due first, to
+        this Store's owner, under one new token. Two claims never lease the same delivery."""
 
     @abstractmethod
     async def complete(
@@ -168,8 +271,14 @@ class Store(ABC):
         """Leases past their end: the delivery is handed out again (the attempt counted)."""
 
     @abstractmethod
+    async def has_pending(self, channel: str) -> bool:
+        """Whether `channel` has jobs (SPEC): a delivery queued (due or not) or leased."""
+
+    @abstractmethod
     async def counts(self, now: float) -> dict[str, StoreCounts]:
         """Per channel, deliveries by state."""
+
+    # -- the operator's view ------------------------------------------------------------------
 
     @abstractmethod
     async def list_deliveries(
@@ -211,6 +320,8 @@ class Store(ABC):
     async def get_job(self, job_id: int) -> JobRecord | None:
         """A job with its deliveries and their attempts, or None (unknown or pruned)."""
 
+    # -- switches and channel states ----------------------------------------------------------
+
     @abstractmethod
     async def get_flags(self) -> dict[str, str]:
         """The persisted switches (maintenance, stopped channels)."""
@@ -218,3 +329,23 @@ class Store(ABC):
     @abstractmethod
     async def set_flag(self, name: str, value: str | None) -> None:
         """Set a switch, or remove it with None."""
+
+    @abstractmethod
+    async def flags_version(self) -> int:
+        """A number that changes whenever a switch changes (by this Store or another sharing
+        its data): poll it, and read `get_flags()` again when it moved."""
+
+    @abstractmethod
+    async def set_channel_state(
+        self,
+        channel: str,
+        *,
+        cooldown_until: float | Keep | None = KEEP,
+        misconfigured: str | Keep | None = KEEP,
+    ) -> None:
+        """Set (None: clear) a channel's cool-down and misconfigured state; a part left at
+        `KEEP` stays as it is."""
+
+    @abstractmethod
+    async def channel_states(self) -> dict[str, ChannelStateRecord]:
+        """Every channel that has a cool-down (even one that has passed) or is misconfigured."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from notifierd.config import Channel, load_channels
-from notifierd.store import SqliteStore
+from notifierd.store.sqlite import SqliteStore
 
 DEFAULT_TTL = 86400
 

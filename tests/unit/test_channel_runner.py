@@ -9,7 +9,7 @@ from notifierd.channels.runner import ChannelRunner
 from notifierd.config import Channel
 from notifierd.metrics import Metrics
 from notifierd.processes.handle import spawn_context
-from notifierd.store import SqliteStore
+from notifierd.store.sqlite import SqliteStore
 
 
 def _runner(channel: Channel, store: SqliteStore) -> ChannelRunner:

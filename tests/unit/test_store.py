@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from notifierd.config import RetryPolicy
 from notifierd.errors import StoreError
 from notifierd.messages import Delivery, Outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import OutcomeKind
-from notifierd.store import DeliveryRecord, NewJob, SqliteStore
+from notifierd.store import DeliveryRecord, NewJob
 from notifierd.store.base import Lapsed
+from notifierd.store.sqlite import SqliteStore
+from notifierd.store.sqlite.engine import GroupCommit
 
 T0 = 1_700_000_000.0
 LEASE = 60.0
@@ -637,18 +639,18 @@ class BatchCounter:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sizes: list[int] = []
-        original = SqliteStore._settle
+        original = GroupCommit._settle
 
         def counting(
-            store: SqliteStore,
+            engine: GroupCommit,
             futures: list[asyncio.Future[Any]],
             results: list[tuple[bool, Any]] | None,
             error: Exception | None,
         ) -> None:
             self.sizes.append(len(futures))
-            original(store, futures, results, error)
+            original(engine, futures, results, error)
 
-        monkeypatch.setattr(SqliteStore, "_settle", counting)
+        monkeypatch.setattr(GroupCommit, "_settle", counting)
 
 
 async def test_group_commit(

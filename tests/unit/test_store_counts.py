@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from notifierd.config import RetryPolicy
 from notifierd.errors import StoreError
 from notifierd.messages import Delivery, Outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import OutcomeKind
-from notifierd.store import NewJob, SqliteStore, StoreCounts
+from notifierd.store import NewJob, StoreCounts
 from notifierd.store.counts import DueTimes
+from notifierd.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0
 LEASE = 60.0
@@ -127,11 +128,11 @@ async def test_counts_run_no_statement(tmp_path: Path) -> None:
     try:
         await store.add(NewJob("a", "one", ["r"], 30, 3600), T0)
         statements: list[str] = []
-        assert store._write_conn is not None and store._read_conn is not None
-        store._write_conn.set_trace_callback(statements.append)
+        assert store._engine._conn is not None and store._reader._conn is not None
+        store._engine._conn.set_trace_callback(statements.append)
         # The reading connection may only be touched from its own thread.
         await asyncio.get_running_loop().run_in_executor(
-            store._reader, store._read_conn.set_trace_callback, statements.append
+            store._reader._executor, store._reader._conn.set_trace_callback, statements.append
         )
         counts = await store.counts(T0)
         assert (counts["a"].queued, counts["a"].delayed) == (0, 1)

@@ -13,7 +13,8 @@ import pytest
 import structlog
 
 from notifierd.errors import StorageLost, StoreError, StoreUnusable
-from notifierd.store import NewJob, SqliteStore
+from notifierd.store import NewJob
+from notifierd.store.sqlite import SqliteStore
 from notifierd.store.sqlite import guard as sqlite_guard
 from notifierd.store.sqlite import schema as sqlite_schema
 from notifierd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version

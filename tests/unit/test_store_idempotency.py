@@ -10,7 +10,8 @@ from pathlib import Path
 
 from notifierd.api.idempotency import request_digest
 from notifierd.errors import IdempotencyKeyReused
-from notifierd.store import NewJob, SqliteStore
+from notifierd.store import NewJob
+from notifierd.store.sqlite import SqliteStore
 
 
 def keyed(message: str, key: str | None, channel: str = "devnull") -> NewJob:
@@ -100,7 +101,7 @@ async def test_a_keyed_job_inserted_alone_after_a_failed_batch_keeps_its_key(
                 "INSERT INTO jobs (id, channel, message, created_at) VALUES (1, 'x', 'x', 0)"
             )
         )
-        store._next_job_id = 1
+        store._engine._jobs._next_job_id = 1
         first = await store.add(keyed("m", "k"), 1.0)
         again = await store.add(keyed("m", "k"), 1.0)
     finally:

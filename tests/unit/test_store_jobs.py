@@ -3,10 +3,11 @@ of named jobs or deliveries, reported per id)."""
 
 from __future__ import annotations
 
-from notifierd.config import RetryPolicy
 from notifierd.messages import Outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import OutcomeKind
-from notifierd.store import NewJob, Retried, SqliteStore
+from notifierd.store import NewJob, Retried
+from notifierd.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0
 POLICY = RetryPolicy(delay=10, max_attempts=1, jitter=0)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from notifierd.store import NewJob, SqliteStore
+from notifierd.store import NewJob
+from notifierd.store.sqlite import SqliteStore
+from notifierd.store.sqlite.intake import INSERT_DELIVERIES
 from notifierd.store.sqlite.rows import MAX_PARAMETERS, RowsInsert
 from notifierd.store.sqlite.schema import FINISHED, MIGRATIONS, migrate
-from notifierd.store.sqlite.store import _INSERT_DELIVERIES
 
 
 def opcodes(conn: sqlite3.Connection, sql: str, arguments: tuple[object, ...]) -> list[str]:
@@ -19,7 +20,7 @@ def opcodes(conn: sqlite3.Connection, sql: str, arguments: tuple[object, ...]) -
 def test_inserting_and_finishing_a_delivery_builds_no_temporary_table() -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     migrate(conn)
-    insert = opcodes(conn, _INSERT_DELIVERIES.sql(1), (1, "c", "r", 1.0, 2.0, 1.0, 1.0))
+    insert = opcodes(conn, INSERT_DELIVERIES.sql(1), (1, "c", "r", 1.0, 2.0, 1.0, 1.0))
     finish = opcodes(
         conn,
         "UPDATE deliveries SET state = 'delivered', lease_token = NULL, leased_until = NULL,"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from notifierd.lifecycle import after_outcome
+from notifierd.lifecycle import Transition, after_outcome
 from notifierd.messages import Outcome
 from notifierd.retry import RetryPolicy
 from notifierd.states import DeliveryState, OutcomeKind
@@ -107,6 +107,19 @@ def apply_outcome(
         now=now,
         spread=spread,
     )
+    _write_transition(conn, outcome.id, transition, now)
+    state = transition.state.value
+    changes.move(channel, LEASED, state)
+    if state == DeliveryState.QUEUED:
+        changes.queued_until(
+            channel, due_at if transition.due_at is None else transition.due_at, now
+        )
+    return state
+
+
+def _write_transition(
+    conn: sqlite3.Connection, delivery_id: int, transition: Transition, now: float
+) -> None:
     conn.execute(
         "UPDATE deliveries SET state = ?, due_at = COALESCE(?, due_at),"
         " attempts = attempts - ?,"
@@ -121,13 +134,6 @@ def apply_outcome(
             transition.state.value,
             transition.error,
             now,
-            outcome.id,
+            delivery_id,
         ),
     )
-    state = transition.state.value
-    changes.move(channel, LEASED, state)
-    if state == DeliveryState.QUEUED:
-        changes.queued_until(
-            channel, due_at if transition.due_at is None else transition.due_at, now
-        )
-    return state

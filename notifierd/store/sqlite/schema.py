@@ -4,17 +4,20 @@ A database's `PRAGMA user_version` is the number of migrations it has had. At ev
 missing ones run in one transaction, so a database is either at its old version or at the new
 one, never in between. To change the schema, append one entry to `MIGRATIONS` (SQL statements
 separated by semicolons) and never edit one that has shipped: databases in the field have had
-it already. Where SQLite allows, write a migration so that it can run again on a database that
-has it (IF NOT EXISTS, OR IGNORE): a database saved with `sqlite3 .dump` and loaded again has
-lost its version, and its migrations run once more. A database whose version is above
-`SCHEMA_VERSION` was written by a newer notifierd and is refused by `guard` before
-anything touches it.
+it already. Write a migration so that it can run again on a database that has it (IF NOT
+EXISTS, OR IGNORE; `migrate` skips an ADD COLUMN of a column the table has): a database saved
+with `sqlite3 .dump` and loaded again has lost its version, and its migrations run once more.
+A database whose version is above `SCHEMA_VERSION` was written by a newer notifierd and is
+refused by `guard` before anything touches it.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
+
+_ADD_COLUMN = re.compile(r"\s*ALTER\s+TABLE\s+\S+\s+ADD\s+(COLUMN\s+)?", re.IGNORECASE)
 
 #: The condition of a finished delivery, as the partial index deliveries_done states it.
 FINISHED = "state NOT IN ('queued', 'leased')"
@@ -96,8 +99,21 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 CREATE INDEX IF NOT EXISTS idempotency_keys_job ON idempotency_keys (job_id);
 """
 
+#: What several hosts sharing a Store need (DESIGN §9), kept by the SQLite Store too so that
+#: both backends have one behaviour: the owner (node id) of a delivery's last lease, a number
+#: that moves with every change of a flag, and the channels' shared states.
+_SHARED_STATE = """
+ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;
+INSERT OR IGNORE INTO meta (name, value) VALUES ('flags_version', '0');
+CREATE TABLE IF NOT EXISTS channel_states (
+    channel TEXT PRIMARY KEY,
+    cooldown_until REAL,
+    misconfigured TEXT
+) WITHOUT ROWID;
+"""
+
 #: Migration N (counting from 1) brings a database from version N - 1 to N. Append only.
-MIGRATIONS: tuple[str, ...] = (_BASELINE, _IDENTITY, _IDEMPOTENCY)
+MIGRATIONS: tuple[str, ...] = (_BASELINE, _IDENTITY, _IDEMPOTENCY, _SHARED_STATE)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -113,7 +129,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         found = schema_version(conn)
         for script in MIGRATIONS[found:]:
             for statement in _statements(script):
-                conn.execute(statement)
+                _execute(conn, statement)
         if found < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -121,6 +137,16 @@ def migrate(conn: sqlite3.Connection) -> int:
         conn.execute("ROLLBACK")
         raise
     return found
+
+
+def _execute(conn: sqlite3.Connection, statement: str) -> None:
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as exc:
+        # ADD COLUMN has no IF NOT EXISTS: on a database that has the column (loaded from a
+        # dump, its version lost), the statement is done already.
+        if not (_ADD_COLUMN.match(statement) and "duplicate column name" in str(exc)):
+            raise
 
 
 def _statements(script: str) -> Iterator[str]:
