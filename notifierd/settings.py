@@ -13,7 +13,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from notifierd.errors import ConfigError
 from notifierd.paths import default_config, default_state_dir, socket_for
-from notifierd.store.factory import StoreUrlError, check_store_url, default_store_url
+from notifierd.store.factory import (
+    DATABASE_NAME,
+    StoreUrlError,
+    check_store_url,
+    default_store_url,
+)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "console", "json"]
@@ -39,8 +44,8 @@ class Settings(BaseSettings):
     )
     store_url: str | None = Field(
         None,
-        description="where the Store keeps the queue: sqlite:///ABSOLUTE/PATH (default: "
-        "STATE_DIR/notifierd.db's), or postgresql://USER@HOST/DATABASE",
+        description="where the Store keeps the queue: sqlite:///ABSOLUTE/PATH or "
+        "postgresql://USER@HOST/DATABASE; none: STATE_DIR/notifierd.db",
     )
     log_level: LogLevel = Field("info", description="the level of notifierd's own log")
     verbose: int = Field(
@@ -128,7 +133,7 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path:
-        return self.state_dir / "notifierd.db"
+        return self.state_dir / DATABASE_NAME
 
     @property
     def effective_store_url(self) -> str:

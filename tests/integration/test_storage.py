@@ -179,9 +179,19 @@ def test_a_database_from_a_newer_notifierd_is_refused_untouched(
     assert not (daemon.state_dir / "notifierd.db.created").exists()
 
 
-def rows(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
+def columns(conn: sqlite3.Connection) -> dict[str, str]:
+    """Each table's columns, as a SELECT list."""
     return {
-        table: conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+        table: ", ".join(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+        for table in TABLES_0_1_0
+    }
+
+
+def rows(conn: sqlite3.Connection, selected: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of each table, in the `selected` columns (migrations add columns: those of
+    0.1.0 must keep their values)."""
+    return {
+        table: conn.execute(f"SELECT {selected[table]} FROM {table} ORDER BY rowid").fetchall()
         for table in TABLES_0_1_0
     }
 
@@ -191,7 +201,8 @@ def test_a_0_1_0_database_is_upgraded_with_every_job_intact(
 ) -> None:
     with contextlib.closing(sqlite3.connect(":memory:")) as conn:
         conn.executescript(FIXTURE_0_1_0.read_text(encoding="utf-8"))
-        expected = rows(conn)
+        columns_0_1_0 = columns(conn)
+        expected = rows(conn, columns_0_1_0)
     assert len(expected["jobs"]) == 5
     daemon = make_daemon(NULL_CHANNEL, extra_args=["--journal-retention", "1e10"])
     daemon.state_dir.mkdir()
@@ -213,8 +224,10 @@ def test_a_0_1_0_database_is_upgraded_with_every_job_intact(
     assert daemon.channel_status("devnull")["state"] == "stopped"  # the flags came along
     assert daemon.terminate() == 0
     with contextlib.closing(sqlite3.connect(database(daemon))) as conn:
-        assert rows(conn) == expected
+        assert rows(conn, columns_0_1_0) == expected
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        # Migration 4's column: no lease of 0.1.0 had an owner.
+        assert conn.execute("SELECT COUNT(lease_owner) FROM deliveries").fetchone() == (0,)
 
 
 @pytest.fixture
