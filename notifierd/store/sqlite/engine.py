@@ -74,7 +74,7 @@ class GroupCommit:
         self.on_new_work: Callable[[set[str]], None] | None = None
 
     @property
-    def open(self) -> bool:
+    def is_open(self) -> bool:
         return self._conn is not None
 
     async def start(self) -> None:

@@ -48,6 +48,8 @@ T = TypeVar("T")
 
 
 class SqliteStore(Store):
+    """The Store in one SQLite database file, for one daemon at a time (the state lock)."""
+
     def __init__(self, path: Path, owner: str | None = None) -> None:
         super().__init__(owner)
         self.path = path
@@ -230,7 +232,7 @@ class SqliteStore(Store):
 
     async def counts(self, now: float) -> dict[str, StoreCounts]:
         """From memory (see `store.counts`): no scan of the deliveries."""
-        if not self._engine.open:
+        if not self._engine.is_open:
             raise StoreError("the store is closed")
         return self._engine.counts.snapshot(now)
 
