@@ -19,7 +19,7 @@ TEXT = "Диск заполнен на 98 % — «db-1»\nВторая стро�
 TOKEN = "hook-token-7b2e"
 
 
-def hooks_channel(url: str, worker: str = "webhook") -> str:
+def hooks_channel(url: str, worker: str = "example-webhook") -> str:
     spec: dict[str, Any] = {
         "worker": worker,
         "retry": {"delay": 0.2, "max_attempts": 3, "jitter": 0},
@@ -50,14 +50,14 @@ def test_the_plugin_is_known_only_where_it_is_installed(venv_python: Path, tmp_p
     assert "hooks" in in_plugin_venv.stdout
     # Without the package the daemon does not know the type: the test above is not vacuous.
     assert in_checkout_venv.returncode == 2
-    assert "unknown worker type 'webhook'" in in_checkout_venv.stderr
+    assert "unknown worker type 'example-webhook'" in in_checkout_venv.stderr
 
-    config.write_text(hooks_channel("http://127.0.0.1:9/hook", "webhok"), encoding="utf-8")
+    config.write_text(hooks_channel("http://127.0.0.1:9/hook", "example-webhok"), encoding="utf-8")
     typo = check_config([str(venv_python), "-m", "notifierd"], config)
     assert typo.returncode == 2
-    prefix = f"{config}: channels.hooks.worker: unknown worker type 'webhok'; installed: "
+    prefix = f"{config}: channels.hooks.worker: unknown worker type 'example-webhok'; installed: "
     line = next(line for line in typo.stderr.splitlines() if line.startswith(prefix))
-    assert {"email", "null", "sms", "telegram", "webhook"} <= set(
+    assert {"email", "example-webhook", "null", "sms", "telegram"} <= set(
         line.removeprefix(prefix).split(", ")
     )
 
@@ -92,4 +92,4 @@ def test_a_plugin_worker_delivers_through_the_daemon(
     for request in webhook.requests:
         assert request.path == "/notify"
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
-    assert daemon.channel_status("hooks")["worker"] == "webhook"
+    assert daemon.channel_status("hooks")["worker"] == "example-webhook"

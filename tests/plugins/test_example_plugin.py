@@ -22,7 +22,7 @@ def test_installed_plugin_is_found_by_name(venv_python: Path) -> None:
             load_worker_class("nope")
         except UnknownWorker as exc:
             error = str(exc)
-        worker = load_worker_class("webhook")
+        worker = load_worker_class("example-webhook")
         print(json.dumps({
             "class": f"{worker.__module__}.{worker.__qualname__}",
             "names": installed_worker_names(),
@@ -32,12 +32,12 @@ def test_installed_plugin_is_found_by_name(venv_python: Path) -> None:
     )
     found = json.loads(run([str(venv_python), "-c", script]))
     assert found["class"] == "notifierd_webhook.worker.WebhookWorker"
-    assert {"email", "null", "sms", "webhook"} <= set(found["names"])
+    assert {"email", "example-webhook", "null", "sms"} <= set(found["names"])
     assert found["error"] == f"unknown worker type 'nope'; installed: {', '.join(found['names'])}"
 
 
 def test_installed_plugin_delivers(venv_python: Path, webhook: FakeWebhook) -> None:
-    # What a worker process of a `webhook` channel does: look the type up, validate the
+    # What a worker process of an `example-webhook` channel does: look the type up, validate the
     # channel's params, open, send, close.
     script = textwrap.dedent(
         """
@@ -45,7 +45,7 @@ def test_installed_plugin_delivers(venv_python: Path, webhook: FakeWebhook) -> N
         from notifierd.messages import Delivery
         from notifierd.workers.registry import load_worker_class
         spec = json.load(sys.stdin)
-        worker_class = load_worker_class("webhook")
+        worker_class = load_worker_class("example-webhook")
         params = worker_class.Params.model_validate(spec["params"])
         worker = worker_class("hooks", params)
         worker.open()

@@ -1,4 +1,4 @@
-"""An example notifierd worker type, installed as a separate package: `webhook`."""
+"""An example notifierd worker type, installed as a separate package: `example-webhook`."""
 
 from notifierd_webhook.worker import WebhookParams, WebhookWorker
 

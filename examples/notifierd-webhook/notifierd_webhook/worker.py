@@ -1,4 +1,5 @@
-"""The `webhook` worker: POSTs each delivery as JSON `{channel, recipient, message}` to a URL.
+"""The `example-webhook` worker: POSTs each delivery as JSON `{channel, recipient, message}`
+to a URL.
 
 Outcomes, as notifierd's `Worker` base class asks:
 

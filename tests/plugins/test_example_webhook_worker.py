@@ -1,4 +1,4 @@
-"""The example `webhook` worker's outcomes, in-process (imported from examples/)."""
+"""The example `example-webhook` worker's outcomes, in-process (imported from examples/)."""
 
 from __future__ import annotations
 
