@@ -1,10 +1,11 @@
 """The base class every worker type derives from.
 
-A worker type declares its parameters as a pydantic model (`Params`), the text it accepts
-(any Unicode text without control characters, see `message_text`, up to `max_length` counted as
-the remote counts: `check_message`), how a channel fans a job out to recipients, and how fast
-it may send. One instance lives in each worker process of a channel; `send` runs there,
-synchronously, one delivery at a time.
+A worker type declares its parameters as a pydantic model (`Params`; the class is generic in
+it, `class TelegramWorker(Worker[TelegramParams])`, so that `self.params` and the classmethods'
+`params` have that type), the text it accepts (any Unicode text without control characters, see
+`message_text`, up to `max_length` counted as the remote counts: `check_message`), how a
+channel fans a job out to recipients, and how fast it may send. One instance lives in each
+worker process of a channel; `send` runs there, synchronously, one delivery at a time.
 
 `send` returns when the remote accepted the message, or raises:
 
@@ -28,9 +29,10 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar, Generic
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
+from typing_extensions import TypeVar
 
 from notifierd.messages import Delivery
 from notifierd.redaction import secret_values
@@ -55,8 +57,15 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Worker(ABC):
-    """Base class of worker types. Subclasses set the class attributes and implement `send`."""
+#: A worker type's params model. A bare `Worker` (a caller holding any worker type, a plugin
+#: that does not say) is `Worker[Any]`.
+P = TypeVar("P", bound=BaseModel, default=Any)
+
+
+class Worker(ABC, Generic[P]):
+    """Base class of worker types. Subclasses name their params model as the type argument
+    (`Worker[TelegramParams]`), set the class attributes and implement `send`. The core calls
+    each classmethod with an instance of `Params`, validated at config load."""
 
     #: The pydantic model of the channel's `params`. Use `extra="forbid"` so typos are errors.
     Params: ClassVar[type[BaseModel]] = NoParams
@@ -69,18 +78,18 @@ class Worker(ABC):
     #: Seconds a worker process may hold a delivery before it is handed out again.
     lease_seconds: ClassVar[float] = 120.0
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
+    def __init__(self, channel: str, params: P) -> None:
         self.channel = channel
-        self.params = params
+        self.params: P = params
 
     @classmethod
-    def length_limit(cls, params: BaseModel) -> int | None:
+    def length_limit(cls, params: P) -> int | None:
         """The longest message a channel with these params accepts, in characters. Override
         when a parameter changes it (Telegram's `split_long`)."""
         return cls.max_length
 
     @classmethod
-    def check_message(cls, params: BaseModel, message: str) -> str | None:
+    def check_message(cls, params: P, message: str) -> str | None:
         """The remote's rules for a message whose characters passed (`message_text`): None if
         fine, else the reason, shown to the client in the 422. By default the length in
         characters against `length_limit`. Override to check as the remote does: a remote that
@@ -92,47 +101,47 @@ class Worker(ABC):
         return None
 
     @classmethod
-    def literal_text(cls, params: BaseModel, text: str) -> str:
+    def literal_text(cls, params: P, text: str) -> str:
         """`text` written so that the remote shows each of its characters as it is: escaped
         for a channel whose messages are markup. The webhook receivers' built-in text is plain
         and goes through this. By default `text` unchanged."""
         return text
 
     @classmethod
-    def recipients(cls, params: BaseModel) -> list[str]:
+    def recipients(cls, params: P) -> list[str]:
         """The recipients a job of this channel fans out to: one delivery each. A worker type
         without recipients (the channel is the destination) returns one empty string."""
         return [""]
 
     @classmethod
-    def secrets(cls, params: BaseModel) -> list[str]:
+    def secrets(cls, params: P) -> list[str]:
         """The values to keep out of every error text and log line: by default each
         `SecretStr` parameter. Override to add secrets kept in plain fields."""
         return secret_values(params)
 
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
+    def channel_rate(cls, params: P) -> float | None:
         """Deliveries per second the whole channel may hand out, or None for no limit."""
         return None
 
     @classmethod
-    def recipient_interval(cls, params: BaseModel, recipient: str) -> float:
+    def recipient_interval(cls, params: P, recipient: str) -> float:
         """Seconds that must pass between two deliveries to the same recipient (0: none)."""
         return 0.0
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
+    def rate_key(cls, params: P) -> str | None:
         """The remote budget this channel draws on (a bot, a provider account), or None when
         the channel is a budget of its own. Channels with the same key share one pacing (the
         smallest `channel_rate` among them, and each recipient's interval) and one cool-down
         after a 429. Build it with `hashed_rate_key`: keys are not secrets."""
         return None
 
-    def open(self) -> None:  # noqa: B027 - a documented no-op hook
+    def open(self) -> None:
         """Called once in the worker process before the first `send` (open sessions here).
         An exception here is a start-up failure of the worker process."""
 
-    def close(self) -> None:  # noqa: B027 - a documented no-op hook
+    def close(self) -> None:
         """Called once when the worker process ends normally."""
 
     @abstractmethod

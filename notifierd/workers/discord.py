@@ -25,12 +25,13 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.remote import (
+    HttpParams,
     HttpWorker,
     answer_failure,
     excerpt,
@@ -46,10 +47,8 @@ CONTENT_LIMIT = 2000
 Mention = Literal["users", "roles", "everyone"]
 
 
-class DiscordParams(BaseModel):
+class DiscordParams(HttpParams):
     """The `params` of a `discord` channel."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     #: The webhook's URL from the channel's Integrations settings, usually "${DISCORD_WEBHOOK}".
     webhook_url: SecretStr
@@ -60,8 +59,6 @@ class DiscordParams(BaseModel):
     mentions: tuple[Mention, ...] = ()
     #: Send the message as text-to-speech.
     tts: bool = False
-    #: Seconds, for connecting and for each read.
-    timeout: float = Field(default=10.0, gt=0, le=60)
     #: Messages per second for the webhook (Discord: 30 per minute per channel); null: none.
     rate_per_second: float | None = Field(default=0.5, gt=0)
 
@@ -72,40 +69,35 @@ class DiscordParams(BaseModel):
         return value
 
 
-class DiscordWorker(HttpWorker):
+class DiscordWorker(HttpWorker[DiscordParams]):
     """Posts deliveries to a Discord webhook."""
 
     Params: ClassVar[type[BaseModel]] = DiscordParams
     max_length: ClassVar[int] = CONTENT_LIMIT
     service: ClassVar[str] = "discord"
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
+    def __init__(self, channel: str, params: DiscordParams) -> None:
         super().__init__(channel, params)
-        assert isinstance(params, DiscordParams)
-        self._params = params
         #: When the webhook's bucket, emptied by our last message, refills (monotonic).
         self._bucket_refills = 0.0
 
     @classmethod
-    def secrets(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, DiscordParams)
+    def secrets(cls, params: DiscordParams) -> list[str]:
         return url_secrets(params.webhook_url.get_secret_value())
 
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
-        assert isinstance(params, DiscordParams)
+    def channel_rate(cls, params: DiscordParams) -> float | None:
         return params.rate_per_second
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
+    def rate_key(cls, params: DiscordParams) -> str | None:
         """Discord limits a webhook, whichever channel posts to it."""
-        assert isinstance(params, DiscordParams)
         parts = urlsplit(params.webhook_url.get_secret_value())
         return hashed_rate_key("discord", urlunsplit(parts._replace(query="", fragment="")))
 
     def endpoint(self) -> str:
         # wait=true: Discord answers with the message it created, after it did.
-        url = self._params.webhook_url.get_secret_value()
+        url = self.params.webhook_url.get_secret_value()
         return url + ("&" if urlsplit(url).query else "?") + "wait=true"
 
     def send(self, delivery: Delivery) -> None:
@@ -119,7 +111,7 @@ class DiscordWorker(HttpWorker):
         raise self._failure(response)
 
     def _payload(self, text: str) -> dict[str, Any]:
-        params = self._params
+        params = self.params
         payload: dict[str, Any] = {
             "content": text,
             "allowed_mentions": {"parse": list(params.mentions)},

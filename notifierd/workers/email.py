@@ -338,7 +338,7 @@ def outcome_unknown(exc: Exception) -> TemporaryFailure:
     )
 
 
-class EmailWorker(Worker):
+class EmailWorker(Worker[EmailParams]):
     """Sends each delivery as one SMTP transaction to one recipient."""
 
     Params = EmailParams
@@ -347,25 +347,19 @@ class EmailWorker(Worker):
     # bounded by `timeout`: hold the lease long enough that a slow server is not raced.
     lease_seconds = 300.0
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
+    def __init__(self, channel: str, params: EmailParams) -> None:
         super().__init__(channel, params)
         self._smtp: Session | None = None
 
     @classmethod
-    def recipients(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, EmailParams)
+    def recipients(cls, params: EmailParams) -> list[str]:
         return list(params.to)
-
-    @property
-    def _params(self) -> EmailParams:
-        assert isinstance(self.params, EmailParams)
-        return self.params
 
     def close(self) -> None:
         self._drop(polite=True)
 
     def send(self, delivery: Delivery) -> None:
-        params = self._params
+        params = self.params
         try:
             smtp = self._connection()
             recipient = delivery.recipient
@@ -413,7 +407,7 @@ class EmailWorker(Worker):
         return self._smtp
 
     def _connect(self) -> Session:
-        params = self._params
+        params = self.params
         context = self._tls_context()
         smtp = self._greeted(context)
         try:
@@ -441,7 +435,7 @@ class EmailWorker(Worker):
         """A session that has read the server's greeting. A server that says nothing until it
         gets a TLS handshake listens on an implicit-TLS port: a misconfiguration, not a slow
         server."""
-        params = self._params
+        params = self.params
         host, port = params.host, params.effective_port
         if params.security == "tls":
             return TlsSession(host, port, timeout=params.timeout, context=context)
@@ -457,7 +451,7 @@ class EmailWorker(Worker):
             raise
 
     def _tls_context(self) -> ssl.SSLContext:
-        params = self._params
+        params = self.params
         cafile = None if params.ca_file is None else str(Path(params.ca_file))
         context = ssl.create_default_context(cafile=cafile)
         if not params.tls_verify:

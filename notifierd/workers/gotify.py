@@ -19,12 +19,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.remote import (
+    HttpParams,
     HttpWorker,
     answer_failure,
     excerpt,
@@ -34,10 +35,8 @@ from notifierd.workers.remote import (
 )
 
 
-class GotifyParams(BaseModel):
+class GotifyParams(HttpParams):
     """The `params` of a `gotify` channel."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     #: The Gotify server, e.g. https://gotify.example.org.
     server: str
@@ -48,7 +47,6 @@ class GotifyParams(BaseModel):
     priority: int = Field(default=5, ge=0, le=10)
     #: Render the message as Markdown in Gotify's clients.
     markdown: bool = False
-    timeout: float = Field(default=10.0, gt=0, le=60)
     #: Messages per second; null (the default): not paced.
     rate_per_second: float | None = Field(default=None, gt=0)
 
@@ -58,33 +56,26 @@ class GotifyParams(BaseModel):
         return http_url(value, "server").rstrip("/")
 
 
-class GotifyWorker(HttpWorker):
+class GotifyWorker(HttpWorker[GotifyParams]):
     """Posts deliveries to a Gotify application."""
 
     Params: ClassVar[type[BaseModel]] = GotifyParams
     max_length: ClassVar[int | None] = None
     service: ClassVar[str] = "gotify"
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
-        super().__init__(channel, params)
-        assert isinstance(params, GotifyParams)
-        self._params = params
-
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
-        assert isinstance(params, GotifyParams)
+    def channel_rate(cls, params: GotifyParams) -> float | None:
         return params.rate_per_second
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
-        assert isinstance(params, GotifyParams)
+    def rate_key(cls, params: GotifyParams) -> str | None:
         return hashed_rate_key("gotify", f"{params.server} {params.token.get_secret_value()}")
 
     def endpoint(self) -> str:
-        return f"{self._params.server}/message"
+        return f"{self.params.server}/message"
 
     def send(self, delivery: Delivery) -> None:
-        params = self._params
+        params = self.params
         payload: dict[str, Any] = {"message": delivery.message, "priority": params.priority}
         if params.title is not None:
             payload["title"] = params.title

@@ -34,13 +34,14 @@ from typing import ClassVar, Literal
 from urllib.parse import quote
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.message_text import too_long
 from notifierd.workers.remote import (
+    HttpParams,
     HttpWorker,
     answer_failure,
     excerpt,
@@ -63,10 +64,8 @@ def transaction_id(delivery: Delivery) -> str:
     return "notifierd-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
-class MatrixParams(BaseModel):
+class MatrixParams(HttpParams):
     """The `params` of a `matrix` channel."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     #: The homeserver's client-server API base, e.g. https://matrix.example.org.
     homeserver: str
@@ -77,7 +76,6 @@ class MatrixParams(BaseModel):
     room_id: str = Field(pattern=r"^!\S+$")
     #: `text` (m.text) or `notice` (m.notice, for bots).
     msgtype: Literal["text", "notice"] = "text"
-    timeout: float = Field(default=10.0, gt=0, le=60)
     #: Messages per second; null (the default): not paced, the homeserver's 429s are kept to.
     rate_per_second: float | None = Field(default=None, gt=0)
 
@@ -87,43 +85,36 @@ class MatrixParams(BaseModel):
         return http_url(value, "homeserver").rstrip("/")
 
 
-class MatrixWorker(HttpWorker):
+class MatrixWorker(HttpWorker[MatrixParams]):
     """Sends deliveries to a Matrix room."""
 
     Params: ClassVar[type[BaseModel]] = MatrixParams
     max_length: ClassVar[int] = BODY_BYTES
     service: ClassVar[str] = "matrix"
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
-        super().__init__(channel, params)
-        assert isinstance(params, MatrixParams)
-        self._params = params
-
     @classmethod
-    def check_message(cls, params: BaseModel, message: str) -> str | None:
+    def check_message(cls, params: MatrixParams, message: str) -> str | None:
         size = len(json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
         if size > BODY_BYTES:
             return too_long(size, BODY_BYTES, "bytes of JSON")
         return None
 
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
-        assert isinstance(params, MatrixParams)
+    def channel_rate(cls, params: MatrixParams) -> float | None:
         return params.rate_per_second
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
+    def rate_key(cls, params: MatrixParams) -> str | None:
         """A homeserver limits a user, whichever room it writes to."""
-        assert isinstance(params, MatrixParams)
         token = params.access_token.get_secret_value()
         return hashed_rate_key("matrix", f"{params.homeserver} {token}")
 
     def endpoint(self) -> str:
-        room = quote(self._params.room_id, safe="")
-        return f"{self._params.homeserver}/_matrix/client/v3/rooms/{room}/send/m.room.message"
+        room = quote(self.params.room_id, safe="")
+        return f"{self.params.homeserver}/_matrix/client/v3/rooms/{room}/send/m.room.message"
 
     def send(self, delivery: Delivery) -> None:
-        params = self._params
+        params = self.params
         content = {"msgtype": f"m.{params.msgtype}", "body": delivery.message}
         response = self.request(
             "PUT",

@@ -23,12 +23,13 @@ import time
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.remote import (
+    HttpParams,
     HttpWorker,
     answer_failure,
     excerpt,
@@ -56,10 +57,8 @@ CONFIG_ERRORS = frozenset(
 _EPOCH = 1_000_000_000
 
 
-class MattermostParams(BaseModel):
+class MattermostParams(HttpParams):
     """The `params` of a `mattermost` channel."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     #: The incoming webhook's URL (a secret), usually "${MATTERMOST_WEBHOOK_URL}".
     webhook_url: SecretStr
@@ -67,7 +66,6 @@ class MattermostParams(BaseModel):
     username: str | None = Field(default=None, min_length=1)
     icon_url: str | None = None
     channel: str | None = Field(default=None, min_length=1)
-    timeout: float = Field(default=10.0, gt=0, le=60)
     #: Messages per second; null (the default): not paced (Mattermost limits only when the
     #: administrator enabled rate limiting, and then answers 429).
     rate_per_second: float | None = Field(default=None, gt=0)
@@ -79,38 +77,30 @@ class MattermostParams(BaseModel):
         return value
 
 
-class MattermostWorker(HttpWorker):
+class MattermostWorker(HttpWorker[MattermostParams]):
     """Posts deliveries to a Mattermost incoming webhook."""
 
     Params: ClassVar[type[BaseModel]] = MattermostParams
     max_length: ClassVar[int] = POST_LIMIT
     service: ClassVar[str] = "mattermost"
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
-        super().__init__(channel, params)
-        assert isinstance(params, MattermostParams)
-        self._params = params
-
     @classmethod
-    def secrets(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, MattermostParams)
+    def secrets(cls, params: MattermostParams) -> list[str]:
         return url_secrets(params.webhook_url.get_secret_value())
 
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
-        assert isinstance(params, MattermostParams)
+    def channel_rate(cls, params: MattermostParams) -> float | None:
         return params.rate_per_second
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
-        assert isinstance(params, MattermostParams)
+    def rate_key(cls, params: MattermostParams) -> str | None:
         return hashed_rate_key("mattermost", params.webhook_url.get_secret_value())
 
     def endpoint(self) -> str:
-        return self._params.webhook_url.get_secret_value()
+        return self.params.webhook_url.get_secret_value()
 
     def send(self, delivery: Delivery) -> None:
-        params = self._params
+        params = self.params
         payload: dict[str, Any] = {"text": delivery.message}
         optional = {"username": params.username, "icon_url": params.icon_url}
         optional["channel"] = params.channel

@@ -25,13 +25,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.message_text import too_long
 from notifierd.workers.remote import (
+    HttpParams,
     HttpWorker,
     answer_failure,
     excerpt,
@@ -45,10 +46,8 @@ MESSAGE_BYTES = 4096
 PRIORITY_NAMES = {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5, "urgent": 5}
 
 
-class NtfyParams(BaseModel):
+class NtfyParams(HttpParams):
     """The `params` of an `ntfy` channel."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     #: The ntfy server: https://ntfy.sh or a self-hosted one.
     server: str = "https://ntfy.sh"
@@ -67,7 +66,6 @@ class NtfyParams(BaseModel):
     markdown: bool = False
     #: A URL the notification opens when tapped.
     click: str | None = None
-    timeout: float = Field(default=10.0, gt=0, le=60)
     #: Messages per second; null (the default): not paced, ntfy's 429s are kept to.
     rate_per_second: float | None = Field(default=None, gt=0)
 
@@ -92,43 +90,36 @@ class NtfyParams(BaseModel):
         return self
 
 
-class NtfyWorker(HttpWorker):
+class NtfyWorker(HttpWorker[NtfyParams]):
     """Publishes deliveries to an ntfy topic."""
 
     Params: ClassVar[type[BaseModel]] = NtfyParams
     max_length: ClassVar[int] = MESSAGE_BYTES
     service: ClassVar[str] = "ntfy"
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
-        super().__init__(channel, params)
-        assert isinstance(params, NtfyParams)
-        self._params = params
-
     @classmethod
-    def check_message(cls, params: BaseModel, message: str) -> str | None:
+    def check_message(cls, params: NtfyParams, message: str) -> str | None:
         size = len(message.encode("utf-8", "surrogatepass"))
         if size > MESSAGE_BYTES:
             return too_long(size, MESSAGE_BYTES, "bytes of UTF-8")
         return None
 
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
-        assert isinstance(params, NtfyParams)
+    def channel_rate(cls, params: NtfyParams) -> float | None:
         return params.rate_per_second
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
+    def rate_key(cls, params: NtfyParams) -> str | None:
         """ntfy limits a visitor: a login, or anonymous clients by address, per server."""
-        assert isinstance(params, NtfyParams)
         login = params.token or params.username or ""
         who = login.get_secret_value() if isinstance(login, SecretStr) else login
         return hashed_rate_key("ntfy", f"{params.server} {who}")
 
     def endpoint(self) -> str:
-        return self._params.server
+        return self.params.server
 
     def send(self, delivery: Delivery) -> None:
-        params = self._params
+        params = self.params
         kwargs: dict[str, Any] = {}
         if params.token is not None:
             kwargs["headers"] = {"Authorization": f"Bearer {params.token.get_secret_value()}"}
@@ -140,7 +131,7 @@ class NtfyWorker(HttpWorker):
         raise self._failure(response)
 
     def _payload(self, text: str) -> dict[str, Any]:
-        params = self._params
+        params = self.params
         payload: dict[str, Any] = {"topic": params.topic, "message": text}
         if params.title is not None:
             payload["title"] = params.title

@@ -60,24 +60,21 @@ class NullParams(BaseModel):
     faults: list[Fault] = Field(default_factory=list)
 
 
-class NullWorker(Worker):
+class NullWorker(Worker[NullParams]):
     Params = NullParams
     prefetch = 256
     lease_seconds = 60.0
 
     @classmethod
-    def recipients(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, NullParams)
+    def recipients(cls, params: NullParams) -> list[str]:
         return list(params.recipients)
 
     def open(self) -> None:
-        assert isinstance(self.params, NullParams)
         if self.params.fail_on_open:
             raise RuntimeError("null worker told to fail at start-up (fail_on_open)")
 
     def send(self, delivery: Delivery) -> None:
         params = self.params
-        assert isinstance(params, NullParams)
         if params.send_seconds:
             time.sleep(params.send_seconds)
         for fault in params.faults:

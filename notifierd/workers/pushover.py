@@ -23,12 +23,13 @@ import time
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.remote import (
+    HttpParams,
     HttpWorker,
     answer_failure,
     excerpt,
@@ -42,10 +43,8 @@ MESSAGE_LIMIT = 1024
 TITLE_LIMIT = 250
 
 
-class PushoverParams(BaseModel):
+class PushoverParams(HttpParams):
     """The `params` of a `pushover` channel."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     #: The application's API token, usually "${PUSHOVER_TOKEN}".
     token: SecretStr = Field(min_length=1)
@@ -62,7 +61,6 @@ class PushoverParams(BaseModel):
     device: tuple[str, ...] = ()
     #: Pushover's API; a test fake sets it.
     api_url: str = "https://api.pushover.net/1"
-    timeout: float = Field(default=10.0, gt=0, le=60)
 
     @field_validator("api_url")
     @classmethod
@@ -76,26 +74,20 @@ class PushoverParams(BaseModel):
         return self
 
 
-class PushoverWorker(HttpWorker):
+class PushoverWorker(HttpWorker[PushoverParams]):
     """Sends deliveries as Pushover notifications."""
 
     Params: ClassVar[type[BaseModel]] = PushoverParams
     max_length: ClassVar[int] = MESSAGE_LIMIT
     service: ClassVar[str] = "pushover"
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
-        super().__init__(channel, params)
-        assert isinstance(params, PushoverParams)
-        self._params = params
-
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
+    def rate_key(cls, params: PushoverParams) -> str | None:
         """Pushover counts the monthly messages of an application."""
-        assert isinstance(params, PushoverParams)
         return hashed_rate_key("pushover", params.token.get_secret_value())
 
     def endpoint(self) -> str:
-        return f"{self._params.api_url}/messages.json"
+        return f"{self.params.api_url}/messages.json"
 
     def send(self, delivery: Delivery) -> None:
         response = self.request("POST", self.endpoint(), data=self._form(delivery.message))
@@ -105,7 +97,7 @@ class PushoverWorker(HttpWorker):
         raise self._failure(response, body)
 
     def _form(self, text: str) -> dict[str, Any]:
-        params = self._params
+        params = self.params
         form: dict[str, Any] = {
             "token": params.token.get_secret_value(),
             "user": params.user_key.get_secret_value(),

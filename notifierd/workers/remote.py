@@ -11,12 +11,12 @@ import time
 from abc import abstractmethod
 from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from notifierd import __version__
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, RateLimited, TemporaryFailure
@@ -163,7 +163,19 @@ def url_secrets(url: str) -> list[str]:
     return [url, *([target] if len(target) > 1 else []), *tokens]
 
 
-class HttpWorker(Worker):
+class HttpParams(BaseModel):
+    """What the params of every `HttpWorker` have."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    #: Seconds, for connecting and for each read.
+    timeout: float = Field(default=10.0, gt=0, le=60)
+
+
+HP = TypeVar("HP", bound=HttpParams)
+
+
+class HttpWorker(Worker[HP]):
     """The base of a worker that posts each delivery to one HTTP endpoint with a bounded
     session: it opens the session, warns at start-up about a secret sent over plain http, and
     turns a request that got no answer into a `TemporaryFailure`. A subclass says which URL
@@ -172,7 +184,7 @@ class HttpWorker(Worker):
     #: How the remote is named in errors and log events ("discord").
     service: ClassVar[str]
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
+    def __init__(self, channel: str, params: HP) -> None:
         super().__init__(channel, params)
         self._session: requests.Session | None = None
 
@@ -181,9 +193,7 @@ class HttpWorker(Worker):
         """The URL the worker talks to (which may hold a secret)."""
 
     def timeout(self) -> float:
-        timeout = getattr(self.params, "timeout", 10.0)
-        assert isinstance(timeout, float | int)
-        return float(timeout)
+        return self.params.timeout
 
     def open(self) -> None:
         self._session = BoundedSession()

@@ -23,12 +23,13 @@ import time
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.remote import (
+    HttpParams,
     HttpWorker,
     answer_failure,
     excerpt,
@@ -45,10 +46,8 @@ _BAD_INTEGRATION = "invalid integration id or token"
 _WAIT = re.compile(r"wait (\d+(?:\.\d+)?) seconds")
 
 
-class RocketChatParams(BaseModel):
+class RocketChatParams(HttpParams):
     """The `params` of a `rocketchat` channel."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     #: The integration's webhook URL (a secret: it holds the token), "${ROCKETCHAT_WEBHOOK_URL}".
     webhook_url: SecretStr
@@ -57,7 +56,6 @@ class RocketChatParams(BaseModel):
     emoji: str | None = Field(default=None, pattern=r"^:[a-z0-9_+-]+:$")
     #: The server's Message_MaxAllowedSize, when changed from Rocket.Chat's 5000.
     max_length: int = Field(default=MESSAGE_LIMIT, ge=1)
-    timeout: float = Field(default=10.0, gt=0, le=60)
     #: Messages per second; null (the default): not paced, the server's 429s are kept to.
     rate_per_second: float | None = Field(default=None, gt=0)
 
@@ -68,43 +66,34 @@ class RocketChatParams(BaseModel):
         return value
 
 
-class RocketChatWorker(HttpWorker):
+class RocketChatWorker(HttpWorker[RocketChatParams]):
     """Posts deliveries to a Rocket.Chat incoming webhook."""
 
     Params: ClassVar[type[BaseModel]] = RocketChatParams
     max_length: ClassVar[int] = MESSAGE_LIMIT
     service: ClassVar[str] = "rocketchat"
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
-        super().__init__(channel, params)
-        assert isinstance(params, RocketChatParams)
-        self._params = params
-
     @classmethod
-    def length_limit(cls, params: BaseModel) -> int | None:
-        assert isinstance(params, RocketChatParams)
+    def length_limit(cls, params: RocketChatParams) -> int | None:
         return params.max_length
 
     @classmethod
-    def secrets(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, RocketChatParams)
+    def secrets(cls, params: RocketChatParams) -> list[str]:
         return url_secrets(params.webhook_url.get_secret_value())
 
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
-        assert isinstance(params, RocketChatParams)
+    def channel_rate(cls, params: RocketChatParams) -> float | None:
         return params.rate_per_second
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
-        assert isinstance(params, RocketChatParams)
+    def rate_key(cls, params: RocketChatParams) -> str | None:
         return hashed_rate_key("rocketchat", params.webhook_url.get_secret_value())
 
     def endpoint(self) -> str:
-        return self._params.webhook_url.get_secret_value()
+        return self.params.webhook_url.get_secret_value()
 
     def send(self, delivery: Delivery) -> None:
-        params = self._params
+        params = self.params
         payload: dict[str, Any] = {"text": delivery.message}
         if params.alias is not None:
             payload["alias"] = params.alias

@@ -27,13 +27,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, RateLimited, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.message_text import too_long
 from notifierd.workers.remote import (
+    HttpParams,
     HttpWorker,
     answer_failure,
     excerpt,
@@ -77,10 +78,8 @@ def escape(text: str) -> str:
     return text.translate(_MRKDWN_ESCAPES)
 
 
-class SlackParams(BaseModel):
+class SlackParams(HttpParams):
     """The `params` of a `slack` channel: `webhook_url`, or `token` and `channel_id`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     #: An incoming webhook's URL (a secret), usually "${SLACK_WEBHOOK_URL}".
     webhook_url: SecretStr | None = None
@@ -89,8 +88,6 @@ class SlackParams(BaseModel):
     channel_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{9,}$")
     #: Slack's Web API; a test fake sets it.
     api_url: str = "https://slack.com/api"
-    #: Seconds, for connecting and for each read.
-    timeout: float = Field(default=10.0, gt=0, le=60)
     #: Messages per second (Slack: about 1 per second per webhook or channel); null: none.
     rate_per_second: float | None = Field(default=1.0, gt=0)
 
@@ -119,54 +116,46 @@ class SlackParams(BaseModel):
         return http_url(value, "api_url").rstrip("/")
 
 
-class SlackWorker(HttpWorker):
+class SlackWorker(HttpWorker[SlackParams]):
     """Posts deliveries to Slack."""
 
     Params: ClassVar[type[BaseModel]] = SlackParams
     max_length: ClassVar[int] = TEXT_LIMIT
     service: ClassVar[str] = "slack"
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
-        super().__init__(channel, params)
-        assert isinstance(params, SlackParams)
-        self._params = params
-
     @classmethod
-    def check_message(cls, params: BaseModel, message: str) -> str | None:
+    def check_message(cls, params: SlackParams, message: str) -> str | None:
         length = len(escape(message))
         if length > TEXT_LIMIT:
             return too_long(length, TEXT_LIMIT, "characters once & < > are escaped")
         return None
 
     @classmethod
-    def secrets(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, SlackParams)
+    def secrets(cls, params: SlackParams) -> list[str]:
         if params.webhook_url is not None:
             return url_secrets(params.webhook_url.get_secret_value())
         return super().secrets(params)
 
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
-        assert isinstance(params, SlackParams)
+    def channel_rate(cls, params: SlackParams) -> float | None:
         return params.rate_per_second
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
+    def rate_key(cls, params: SlackParams) -> str | None:
         """Slack limits a webhook, or a bot's posts to one channel."""
-        assert isinstance(params, SlackParams)
         if params.webhook_url is not None:
             return hashed_rate_key("slack", params.webhook_url.get_secret_value())
         assert params.token is not None
         return hashed_rate_key("slack", f"{params.token.get_secret_value()} {params.channel_id}")
 
     def endpoint(self) -> str:
-        if self._params.webhook_url is not None:
-            return self._params.webhook_url.get_secret_value()
-        return f"{self._params.api_url}/chat.postMessage"
+        if self.params.webhook_url is not None:
+            return self.params.webhook_url.get_secret_value()
+        return f"{self.params.api_url}/chat.postMessage"
 
     def send(self, delivery: Delivery) -> None:
         text = escape(delivery.message)
-        params = self._params
+        params = self.params
         if params.webhook_url is not None:
             self._check_webhook_answer(self.post_json(self.endpoint(), {"text": text}))
             return

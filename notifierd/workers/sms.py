@@ -28,7 +28,6 @@ from typing import Annotated, Any
 import requests
 import structlog
 from pydantic import (
-    BaseModel,
     Field,
     ModelWrapValidatorHandler,
     RootModel,
@@ -85,27 +84,25 @@ class SmsParams(RootModel[ProviderParams]):
             raise ValidationError.from_exception_data(exc.title, details) from None
 
 
-class SmsWorker(Worker):
+class SmsWorker(Worker[SmsParams]):
     """Sends each delivery as one request to the channel's gateway."""
 
     Params = SmsParams
     max_length = None  # counted in parts by check_message
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
+    def __init__(self, channel: str, params: SmsParams) -> None:
         super().__init__(channel, params)
         self._session: requests.Session | None = None
 
     @classmethod
-    def recipients(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, SmsParams)
+    def recipients(cls, params: SmsParams) -> list[str]:
         return list(params.root.phones)
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
+    def rate_key(cls, params: SmsParams) -> str | None:
         """A provider limits an account (Twilio's 20429 counts the account's requests),
         whichever channel, sender or number a message uses. A templated gateway's account is
         unknown to us: its channel is a budget of its own."""
-        assert isinstance(params, SmsParams)
         provider = params.root
         if isinstance(provider, TwilioParams):
             return hashed_rate_key("sms.twilio", provider.account_sid)
@@ -114,8 +111,7 @@ class SmsWorker(Worker):
         return None
 
     @classmethod
-    def check_message(cls, params: BaseModel, message: str) -> str | None:
-        assert isinstance(params, SmsParams)
+    def check_message(cls, params: SmsParams, message: str) -> str | None:
         limit = params.root.max_parts
         parts = count_parts(message)
         if parts.parts <= limit:
@@ -142,7 +138,6 @@ class SmsWorker(Worker):
         if self._session is None:
             raise RuntimeError("SmsWorker.send() called before open()")
         params = self.params
-        assert isinstance(params, SmsParams)
         provider = params.root
         if isinstance(provider, TwilioParams):
             validity = validity_period(delivery.expires_at, time.time())

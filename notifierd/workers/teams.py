@@ -26,13 +26,14 @@ import json
 from typing import Any, ClassVar, Literal
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.message_text import too_long
 from notifierd.workers.remote import (
+    HttpParams,
     HttpWorker,
     answer_failure,
     excerpt,
@@ -59,17 +60,14 @@ def adaptive_card(text: str) -> dict[str, Any]:
     return {"type": "message", "attachments": [attachment]}
 
 
-class TeamsParams(BaseModel):
+class TeamsParams(HttpParams):
     """The `params` of a `teams` channel."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     #: The webhook's URL (a secret: it holds its signature), usually "${TEAMS_WEBHOOK_URL}".
     webhook_url: SecretStr
     #: `card`: an Adaptive Card for a Workflows webhook; `connector`: a legacy Office 365
     #: connector's `{"text"}`.
     format: Literal["card", "connector"] = "card"
-    timeout: float = Field(default=10.0, gt=0, le=60)
     #: Messages per second; null (the default): not paced, Teams' 429s are kept to.
     rate_per_second: float | None = Field(default=None, gt=0)
 
@@ -80,46 +78,38 @@ class TeamsParams(BaseModel):
         return value
 
 
-class TeamsWorker(HttpWorker):
+class TeamsWorker(HttpWorker[TeamsParams]):
     """Posts deliveries to a Microsoft Teams webhook."""
 
     Params: ClassVar[type[BaseModel]] = TeamsParams
     max_length: ClassVar[int] = TEXT_BYTES
     service: ClassVar[str] = "teams"
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
-        super().__init__(channel, params)
-        assert isinstance(params, TeamsParams)
-        self._params = params
-
     @classmethod
-    def check_message(cls, params: BaseModel, message: str) -> str | None:
+    def check_message(cls, params: TeamsParams, message: str) -> str | None:
         size = len(json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
         if size > TEXT_BYTES:
             return too_long(size, TEXT_BYTES, "bytes of JSON")
         return None
 
     @classmethod
-    def secrets(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, TeamsParams)
+    def secrets(cls, params: TeamsParams) -> list[str]:
         return url_secrets(params.webhook_url.get_secret_value())
 
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
-        assert isinstance(params, TeamsParams)
+    def channel_rate(cls, params: TeamsParams) -> float | None:
         return params.rate_per_second
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
-        assert isinstance(params, TeamsParams)
+    def rate_key(cls, params: TeamsParams) -> str | None:
         return hashed_rate_key("teams", params.webhook_url.get_secret_value())
 
     def endpoint(self) -> str:
-        return self._params.webhook_url.get_secret_value()
+        return self.params.webhook_url.get_secret_value()
 
     def send(self, delivery: Delivery) -> None:
         text = delivery.message
-        payload = adaptive_card(text) if self._params.format == "card" else {"text": text}
+        payload = adaptive_card(text) if self.params.format == "card" else {"text": text}
         response = self.post_json(self.endpoint(), payload)
         if 200 <= response.status_code < 300:
             return

@@ -231,16 +231,14 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-class TelegramWorker(Worker):
+class TelegramWorker(Worker[TelegramParams]):
     """Sends deliveries to Telegram chats through the Bot API's `sendMessage`."""
 
     Params: ClassVar[type[BaseModel]] = TelegramParams
     max_length: ClassVar[int] = TEXT_LIMIT
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
+    def __init__(self, channel: str, params: TelegramParams) -> None:
         super().__init__(channel, params)
-        assert isinstance(params, TelegramParams)
-        self._params = params
         self._token = params.token.get_secret_value()
         self._url = f"{params.api_url}/bot{quote(self._token, safe=':')}/sendMessage"
         self._session: requests.Session | None = None
@@ -254,17 +252,15 @@ class TelegramWorker(Worker):
     # -- what the core asks the class --------------------------------------------------------
 
     @classmethod
-    def length_limit(cls, params: BaseModel) -> int | None:
+    def length_limit(cls, params: TelegramParams) -> int | None:
         """With `split_long`, text up to `max_parts` messages long; else one message's worth.
         Formatted text is measured after parsing (`check_message`); this only bounds the
         markup as sent."""
-        assert isinstance(params, TelegramParams)
         parts = params.max_parts if params.split_long else 1
         return (TEXT_LIMIT if params.format == "text" else RAW_TEXT_LIMIT) * parts
 
     @classmethod
-    def check_message(cls, params: BaseModel, message: str) -> str | None:
-        assert isinstance(params, TelegramParams)
+    def check_message(cls, params: TelegramParams, message: str) -> str | None:
         reason = super().check_message(params, message)
         if reason is not None:
             return reason
@@ -287,32 +283,27 @@ class TelegramWorker(Worker):
         return None
 
     @classmethod
-    def literal_text(cls, params: BaseModel, text: str) -> str:
-        assert isinstance(params, TelegramParams)
+    def literal_text(cls, params: TelegramParams, text: str) -> str:
         return render(Parsed(text), params.format)
 
     @classmethod
-    def recipients(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, TelegramParams)
+    def recipients(cls, params: TelegramParams) -> list[str]:
         return [str(chat) for chat in params.chat_id]
 
     @classmethod
-    def channel_rate(cls, params: BaseModel) -> float | None:
-        assert isinstance(params, TelegramParams)
+    def channel_rate(cls, params: TelegramParams) -> float | None:
         return params.rate_per_second
 
     @classmethod
-    def rate_key(cls, params: BaseModel) -> str | None:
+    def rate_key(cls, params: TelegramParams) -> str | None:
         """Telegram limits a bot, whichever channel or Bot API server its messages go through."""
-        assert isinstance(params, TelegramParams)
         return hashed_rate_key("telegram", params.token.get_secret_value())
 
     @classmethod
-    def recipient_interval(cls, params: BaseModel, recipient: str) -> float:
+    def recipient_interval(cls, params: TelegramParams, recipient: str) -> float:
         """Private chats (positive ids) get `chat_interval`; groups, supergroups and channels
         (negative ids) and '@username' chats (channels or public supergroups, which may be
         groups) get the stricter `group_chat_interval`."""
-        assert isinstance(params, TelegramParams)
         if _INTEGER.fullmatch(recipient) and int(recipient) > 0:
             return params.chat_interval
         return params.group_chat_interval
@@ -337,7 +328,7 @@ class TelegramWorker(Worker):
         parts = self._parts(delivery)
         # Parts an earlier attempt in this process already delivered are not sent again.
         first = self._progress.pop(delivery.id, 0)
-        interval = self.recipient_interval(self._params, delivery.recipient)
+        interval = self.recipient_interval(self.params, delivery.recipient)
         message_ids: list[object] = []
         for index in range(first, len(parts)):
             self._keep_pace(delivery.recipient, interval)
@@ -373,7 +364,7 @@ class TelegramWorker(Worker):
     def _parts(self, delivery: Delivery) -> list[_Part]:
         """The messages a delivery becomes: one, or with `split_long` as many as its length
         needs, each with the parse_mode to send it in and its plain text (for the fallback)."""
-        message, fmt, split_long = delivery.message, self._params.format, self._params.split_long
+        message, fmt, split_long = delivery.message, self.params.format, self.params.split_long
         if fmt != "text":
             try:
                 parsed = parse(message, fmt)
@@ -460,7 +451,7 @@ class TelegramWorker(Worker):
         raise PermanentFailure(f"Telegram chat {delivery.recipient} kept migrating; last to {chat}")
 
     def _payload(self, chat: ChatId, text: str, parse_mode: str | None) -> dict[str, Any]:
-        params = self._params
+        params = self.params
         payload: dict[str, Any] = {"chat_id": chat, "text": text}
         if params.message_thread_id is not None:
             payload["message_thread_id"] = params.message_thread_id
@@ -478,7 +469,7 @@ class TelegramWorker(Worker):
     def _post(self, payload: dict[str, Any]) -> requests.Response:
         if self._session is None:
             raise RuntimeError("TelegramWorker.send called before open()")
-        timeout = self._params.timeout
+        timeout = self.params.timeout
         try:
             return self._session.post(
                 self._url,
@@ -528,7 +519,7 @@ class TelegramWorker(Worker):
             raise ChannelMisconfigured(
                 f"Telegram rejected the bot token ({code} {description}): set params.token of "
                 f"channel {self.channel!r} (usually ${{TELEGRAM_BOT_TOKEN}}) to the token "
-                f"@BotFather gave, and check that api_url {self._params.api_url!r} is a Bot "
+                f"@BotFather gave, and check that api_url {self.params.api_url!r} is a Bot "
                 "API server; deliveries stay queued until it is fixed"
             )
         if code >= 500 or code == 408:
@@ -550,7 +541,7 @@ class TelegramWorker(Worker):
             # Telegram itself answers 404 in JSON; an HTML 404 or a redirect means api_url
             # does not point at a Bot API server, which a retry will not change.
             return ChannelMisconfigured(
-                f"api_url {self._params.api_url!r} of channel {self.channel!r} does not look "
+                f"api_url {self.params.api_url!r} of channel {self.channel!r} does not look "
                 f"like a Bot API server: {what}; deliveries stay queued until it is fixed"
             )
         # A 502 HTML page from Telegram's front end, a proxy's error page: come back later.

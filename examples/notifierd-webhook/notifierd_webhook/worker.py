@@ -33,21 +33,19 @@ class WebhookParams(BaseModel):
     timeout: float = Field(default=10.0, gt=0, le=300)
 
 
-class WebhookWorker(Worker):
+class WebhookWorker(Worker[WebhookParams]):
     Params = WebhookParams
     max_length = 65_536
 
-    def __init__(self, channel: str, params: BaseModel) -> None:
+    def __init__(self, channel: str, params: WebhookParams) -> None:
         super().__init__(channel, params)
         self._session: requests.Session | None = None
 
     @classmethod
-    def recipients(cls, params: BaseModel) -> list[str]:
-        assert isinstance(params, WebhookParams)
+    def recipients(cls, params: WebhookParams) -> list[str]:
         return list(params.recipients) or [""]
 
     def open(self) -> None:
-        assert isinstance(self.params, WebhookParams)
         self._session = requests.Session()
         if self.params.token is not None:
             token = self.params.token.get_secret_value()
@@ -60,7 +58,6 @@ class WebhookWorker(Worker):
 
     def send(self, delivery: Delivery) -> None:
         params = self.params
-        assert isinstance(params, WebhookParams)
         if self._session is None:
             raise RuntimeError("WebhookWorker.send() called before open()")
         payload = {
