@@ -25,21 +25,19 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.remote import (
-    HttpParams,
-    HttpWorker,
+    IncomingWebhookParams,
+    IncomingWebhookWorker,
     answer_failure,
     excerpt,
-    http_url,
     json_object,
     parse_retry_after,
     seconds,
-    url_secrets,
 )
 
 #: Discord's limit on a message's `content`.
@@ -47,11 +45,9 @@ CONTENT_LIMIT = 2000
 Mention = Literal["users", "roles", "everyone"]
 
 
-class DiscordParams(HttpParams):
+class DiscordParams(IncomingWebhookParams):
     """The `params` of a `discord` channel."""
 
-    #: The webhook's URL from the channel's Integrations settings, usually "${DISCORD_WEBHOOK}".
-    webhook_url: SecretStr
     #: The name and avatar the message shows instead of the webhook's own; null: the webhook's.
     username: str | None = Field(default=None, min_length=1, max_length=80)
     avatar_url: str | None = None
@@ -62,14 +58,8 @@ class DiscordParams(HttpParams):
     #: Messages per second for the webhook (Discord: 30 per minute per channel); null: none.
     rate_per_second: float | None = Field(default=0.5, gt=0)
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_url(cls, value: SecretStr) -> SecretStr:
-        http_url(value.get_secret_value(), "webhook_url")
-        return value
 
-
-class DiscordWorker(HttpWorker[DiscordParams]):
+class DiscordWorker(IncomingWebhookWorker[DiscordParams]):
     """Posts deliveries to a Discord webhook."""
 
     Params: ClassVar[type[BaseModel]] = DiscordParams
@@ -80,14 +70,6 @@ class DiscordWorker(HttpWorker[DiscordParams]):
         super().__init__(channel, params)
         #: When the webhook's bucket, emptied by our last message, refills (monotonic).
         self._bucket_refills = 0.0
-
-    @classmethod
-    def secrets(cls, params: DiscordParams) -> list[str]:
-        return url_secrets(params.webhook_url.get_secret_value())
-
-    @classmethod
-    def channel_rate(cls, params: DiscordParams) -> float | None:
-        return params.rate_per_second
 
     @classmethod
     def rate_key(cls, params: DiscordParams) -> str | None:

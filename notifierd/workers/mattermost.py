@@ -23,21 +23,18 @@ import time
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
-from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.remote import (
-    HttpParams,
-    HttpWorker,
+    IncomingWebhookParams,
+    IncomingWebhookWorker,
     answer_failure,
     excerpt,
-    http_url,
     json_object,
     parse_retry_after,
     seconds,
-    url_secrets,
 )
 
 #: The most characters of one post (Mattermost's PostMessageMaxRunesV2).
@@ -57,47 +54,21 @@ CONFIG_ERRORS = frozenset(
 _EPOCH = 1_000_000_000
 
 
-class MattermostParams(HttpParams):
+class MattermostParams(IncomingWebhookParams):
     """The `params` of a `mattermost` channel."""
 
-    #: The incoming webhook's URL (a secret), usually "${MATTERMOST_WEBHOOK_URL}".
-    webhook_url: SecretStr
     #: Overrides of the webhook's own, where the server allows them.
     username: str | None = Field(default=None, min_length=1)
     icon_url: str | None = None
     channel: str | None = Field(default=None, min_length=1)
-    #: Messages per second; null (the default): not paced (Mattermost limits only when the
-    #: administrator enabled rate limiting, and then answers 429).
-    rate_per_second: float | None = Field(default=None, gt=0)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_url(cls, value: SecretStr) -> SecretStr:
-        http_url(value.get_secret_value(), "webhook_url")
-        return value
 
 
-class MattermostWorker(HttpWorker[MattermostParams]):
+class MattermostWorker(IncomingWebhookWorker[MattermostParams]):
     """Posts deliveries to a Mattermost incoming webhook."""
 
     Params: ClassVar[type[BaseModel]] = MattermostParams
     max_length: ClassVar[int] = POST_LIMIT
     service: ClassVar[str] = "mattermost"
-
-    @classmethod
-    def secrets(cls, params: MattermostParams) -> list[str]:
-        return url_secrets(params.webhook_url.get_secret_value())
-
-    @classmethod
-    def channel_rate(cls, params: MattermostParams) -> float | None:
-        return params.rate_per_second
-
-    @classmethod
-    def rate_key(cls, params: MattermostParams) -> str | None:
-        return hashed_rate_key("mattermost", params.webhook_url.get_secret_value())
-
-    def endpoint(self) -> str:
-        return self.params.webhook_url.get_secret_value()
 
     def send(self, delivery: Delivery) -> None:
         params = self.params

@@ -11,17 +11,17 @@ import time
 from abc import abstractmethod
 from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from notifierd import __version__
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, RateLimited, TemporaryFailure
 from notifierd.redaction import Redactor
-from notifierd.workers.base import Worker
+from notifierd.workers.base import Worker, hashed_rate_key
 
 log = structlog.get_logger("notifierd.worker.remote")
 
@@ -235,6 +235,53 @@ class HttpWorker(Worker[HP]):
         headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
         body = json.dumps(payload, ensure_ascii=False).encode()
         return self.request("POST", url, data=body, headers=headers, **kwargs)
+
+
+# --- Incoming webhooks (discord, teams, mattermost, rocketchat; slack's optional URL) ----------
+
+
+def _webhook_url(value: SecretStr) -> SecretStr:
+    http_url(value.get_secret_value(), "webhook_url")
+    return value
+
+
+#: An incoming webhook's URL: any http or https URL, and a secret (it holds the webhook's token
+#: or signature).
+WebhookUrl = Annotated[SecretStr, AfterValidator(_webhook_url)]
+
+
+class IncomingWebhookParams(HttpParams):
+    """What the params of an incoming-webhook destination have."""
+
+    #: The webhook's URL, usually from the environment ("${DISCORD_WEBHOOK_URL}").
+    webhook_url: WebhookUrl
+    #: Messages per second for the webhook; null: not paced, the service's 429s are kept to.
+    rate_per_second: float | None = Field(default=None, gt=0)
+
+
+WP = TypeVar("WP", bound=IncomingWebhookParams)
+
+
+class IncomingWebhookWorker(HttpWorker[WP]):
+    """The base of a worker that posts to an incoming webhook: the webhook's URL is the
+    endpoint and the secret (with its path and token segments, `url_secrets`), and the budget
+    its channels share (`rate_key`), paced at `rate_per_second`."""
+
+    @classmethod
+    def secrets(cls, params: WP) -> list[str]:
+        return url_secrets(params.webhook_url.get_secret_value())
+
+    @classmethod
+    def channel_rate(cls, params: WP) -> float | None:
+        return params.rate_per_second
+
+    @classmethod
+    def rate_key(cls, params: WP) -> str | None:
+        """A service limits a webhook, whichever channel posts to it."""
+        return hashed_rate_key(cls.service, params.webhook_url.get_secret_value())
+
+    def endpoint(self) -> str:
+        return self.params.webhook_url.get_secret_value()
 
 
 def json_object(response: requests.Response) -> dict[str, Any] | None:

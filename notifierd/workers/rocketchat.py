@@ -23,21 +23,18 @@ import time
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
-from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.remote import (
-    HttpParams,
-    HttpWorker,
+    IncomingWebhookParams,
+    IncomingWebhookWorker,
     answer_failure,
     excerpt,
-    http_url,
     json_object,
     parse_retry_after,
     seconds,
-    url_secrets,
 )
 
 #: Rocket.Chat's default Message_MaxAllowedSize, in characters.
@@ -46,27 +43,17 @@ _BAD_INTEGRATION = "invalid integration id or token"
 _WAIT = re.compile(r"wait (\d+(?:\.\d+)?) seconds")
 
 
-class RocketChatParams(HttpParams):
+class RocketChatParams(IncomingWebhookParams):
     """The `params` of a `rocketchat` channel."""
 
-    #: The integration's webhook URL (a secret: it holds the token), "${ROCKETCHAT_WEBHOOK_URL}".
-    webhook_url: SecretStr
     #: The name and emoji (`:bell:`) the message shows instead of the integration's.
     alias: str | None = Field(default=None, min_length=1)
     emoji: str | None = Field(default=None, pattern=r"^:[a-z0-9_+-]+:$")
     #: The server's Message_MaxAllowedSize, when changed from Rocket.Chat's 5000.
     max_length: int = Field(default=MESSAGE_LIMIT, ge=1)
-    #: Messages per second; null (the default): not paced, the server's 429s are kept to.
-    rate_per_second: float | None = Field(default=None, gt=0)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_url(cls, value: SecretStr) -> SecretStr:
-        http_url(value.get_secret_value(), "webhook_url")
-        return value
 
 
-class RocketChatWorker(HttpWorker[RocketChatParams]):
+class RocketChatWorker(IncomingWebhookWorker[RocketChatParams]):
     """Posts deliveries to a Rocket.Chat incoming webhook."""
 
     Params: ClassVar[type[BaseModel]] = RocketChatParams
@@ -76,21 +63,6 @@ class RocketChatWorker(HttpWorker[RocketChatParams]):
     @classmethod
     def length_limit(cls, params: RocketChatParams) -> int | None:
         return params.max_length
-
-    @classmethod
-    def secrets(cls, params: RocketChatParams) -> list[str]:
-        return url_secrets(params.webhook_url.get_secret_value())
-
-    @classmethod
-    def channel_rate(cls, params: RocketChatParams) -> float | None:
-        return params.rate_per_second
-
-    @classmethod
-    def rate_key(cls, params: RocketChatParams) -> str | None:
-        return hashed_rate_key("rocketchat", params.webhook_url.get_secret_value())
-
-    def endpoint(self) -> str:
-        return self.params.webhook_url.get_secret_value()
 
     def send(self, delivery: Delivery) -> None:
         params = self.params

@@ -36,6 +36,7 @@ from notifierd.workers.message_text import too_long
 from notifierd.workers.remote import (
     HttpParams,
     HttpWorker,
+    WebhookUrl,
     answer_failure,
     excerpt,
     http_url,
@@ -79,10 +80,11 @@ def escape(text: str) -> str:
 
 
 class SlackParams(HttpParams):
-    """The `params` of a `slack` channel: `webhook_url`, or `token` and `channel_id`."""
+    """The `params` of a `slack` channel: `webhook_url`, or `token` and `channel_id`. Not
+    `IncomingWebhookParams`, whose `webhook_url` is required: a bot posts without one."""
 
     #: An incoming webhook's URL (a secret), usually "${SLACK_WEBHOOK_URL}".
-    webhook_url: SecretStr | None = None
+    webhook_url: WebhookUrl | None = None
     #: A bot token (`xoxb-...`) with the chat:write scope, and the channel's id (`C0123ABCD`).
     token: SecretStr | None = None
     channel_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{9,}$")
@@ -102,13 +104,6 @@ class SlackParams(HttpParams):
                 "(a bot posting with chat.postMessage)"
             )
         return self
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            http_url(value.get_secret_value(), "webhook_url")
-        return value
 
     @field_validator("api_url")
     @classmethod

@@ -26,21 +26,18 @@ import json
 from typing import Any, ClassVar, Literal
 
 import requests
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel
 
 from notifierd.errors import ChannelMisconfigured, PermanentFailure, TemporaryFailure
 from notifierd.messages import Delivery
-from notifierd.workers.base import hashed_rate_key
 from notifierd.workers.message_text import too_long
 from notifierd.workers.remote import (
-    HttpParams,
-    HttpWorker,
+    IncomingWebhookParams,
+    IncomingWebhookWorker,
     answer_failure,
     excerpt,
-    http_url,
     json_object,
     parse_retry_after,
-    url_secrets,
 )
 
 #: The bytes of JSON the text may take in a message of about 28 KB.
@@ -60,25 +57,15 @@ def adaptive_card(text: str) -> dict[str, Any]:
     return {"type": "message", "attachments": [attachment]}
 
 
-class TeamsParams(HttpParams):
+class TeamsParams(IncomingWebhookParams):
     """The `params` of a `teams` channel."""
 
-    #: The webhook's URL (a secret: it holds its signature), usually "${TEAMS_WEBHOOK_URL}".
-    webhook_url: SecretStr
     #: `card`: an Adaptive Card for a Workflows webhook; `connector`: a legacy Office 365
     #: connector's `{"text"}`.
     format: Literal["card", "connector"] = "card"
-    #: Messages per second; null (the default): not paced, Teams' 429s are kept to.
-    rate_per_second: float | None = Field(default=None, gt=0)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_url(cls, value: SecretStr) -> SecretStr:
-        http_url(value.get_secret_value(), "webhook_url")
-        return value
 
 
-class TeamsWorker(HttpWorker[TeamsParams]):
+class TeamsWorker(IncomingWebhookWorker[TeamsParams]):
     """Posts deliveries to a Microsoft Teams webhook."""
 
     Params: ClassVar[type[BaseModel]] = TeamsParams
@@ -91,21 +78,6 @@ class TeamsWorker(HttpWorker[TeamsParams]):
         if size > TEXT_BYTES:
             return too_long(size, TEXT_BYTES, "bytes of JSON")
         return None
-
-    @classmethod
-    def secrets(cls, params: TeamsParams) -> list[str]:
-        return url_secrets(params.webhook_url.get_secret_value())
-
-    @classmethod
-    def channel_rate(cls, params: TeamsParams) -> float | None:
-        return params.rate_per_second
-
-    @classmethod
-    def rate_key(cls, params: TeamsParams) -> str | None:
-        return hashed_rate_key("teams", params.webhook_url.get_secret_value())
-
-    def endpoint(self) -> str:
-        return self.params.webhook_url.get_secret_value()
 
     def send(self, delivery: Delivery) -> None:
         text = delivery.message
