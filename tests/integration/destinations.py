@@ -1,16 +1,24 @@
 """What the end-to-end tests of the chat and push destinations (discord, slack, ...) share: a
-one-channel file, waiting for deliveries to settle, and every place the daemon shows text."""
+one-channel file, waiting for deliveries to settle, every place the daemon shows text, and
+`Destination`, one destination's fake, channel and what each scenario of
+`test_destinations_e2e` expects of it (the cases are in `chat_destinations` and
+`push_destinations`)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 import yaml
 
+from tests.fakes.server import ThreadedServer
 from tests.harness import BIN, Daemon, wait_for
+from tests.integration.conftest import DaemonFactory
 
 FAST_RETRY: dict[str, Any] = {"delay": 0.2, "backoff": 2, "max_attempts": 3, "jitter": 0}
 TERMINAL = {"delivered", "failed", "dead", "expired"}
@@ -87,3 +95,111 @@ def everything_shown(daemon: Daemon) -> dict[str, str]:
         "metrics": requests.get(daemon.url("/metrics"), timeout=5).text,
         "check-config": check.stdout + check.stderr,
     }
+
+
+# --- One destination, and what each scenario expects of it -----------------------------------
+
+#: A running fake of a service (`FakeDiscord`, ...): the cases read its own attributes.
+Fake = Any
+#: What a channel of a destination is: its params (secrets as ${VAR}) and their environment.
+Channel = Callable[[Fake], tuple[dict[str, Any], dict[str, str]]]
+#: Asserts what the service got for a text.
+Check = Callable[[Fake, str], None]
+
+
+def setter(name: str, value: object) -> Callable[[Fake], None]:
+    """Sets an attribute of the fake (the secret it accepts)."""
+    return lambda fake: setattr(fake, name, value)
+
+
+@dataclass(frozen=True)
+class TextCase:
+    """`message`, sent to a channel with `params`, arrives as `check(fake, message)` says."""
+
+    check: Check
+    params: dict[str, Any] = field(default_factory=dict)
+    message: str = TEXT
+
+
+@dataclass(frozen=True)
+class LengthCase:
+    """`longest` is delivered as it is; `refused` (one more) is refused at intake, the 422
+    saying `reason`. No `longest`: only the refusal is checked."""
+
+    refused: str
+    reason: str
+    longest: str | None = None
+
+
+@dataclass(frozen=True)
+class RateCase:
+    """The service's rate-limit answer `reply`: the retry comes `wait` (low, high) seconds
+    later, uncharged, and the attempt is logged with `retry_after` and/or `error` in it."""
+
+    reply: object
+    wait: tuple[float, float]
+    retry_after: float | None = None
+    error: str | None = None
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class BadSecret:
+    """`spoil(fake)` makes the channel's secret wrong for the service: deliveries wait with the
+    channel misconfigured, the error starting with `error`; after `mend(fake)` they go."""
+
+    spoil: Callable[[Fake], None]
+    mend: Callable[[Fake], None]
+    error: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """`reply`, to a channel with `params`, fails the delivery with exactly `error`."""
+
+    reply: object
+    error: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """After the answers `replies(fake)` (which quote the secret), then three deliveries,
+    none of `secrets` shows anywhere and the log has `logged` (the answer, redacted)."""
+
+    replies: Callable[[Fake], list[object]]
+    secrets: tuple[str, ...]
+    logged: str
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A worker type against its fake: `channel(fake)` gives the params (secrets as ${VAR})
+    and the environment; `delivered(fake)` the texts the service accepted, in order."""
+
+    id: str
+    worker: str
+    fake: Callable[[], ThreadedServer]
+    channel: Channel
+    delivered: Callable[[Fake], list[str]]
+    text: TextCase | None = None
+    length: LengthCase | None = None
+    limits: tuple[RateCase, ...] = ()
+    bad_secrets: tuple[BadSecret, ...] = ()
+    refusal: Refusal | None = None
+    hidden: Hidden | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[Fake]:
+        server = self.fake()
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    def start(self, make_daemon: DaemonFactory, fake: Fake, **params: Any) -> Daemon:
+        settings, env = self.channel(fake)
+        config = channel_file(self.worker, {**settings, **params})
+        return make_daemon(config, env=env).start()
