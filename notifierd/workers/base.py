@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Iterable
 from typing import Annotated, Any, ClassVar, Generic
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -51,12 +52,25 @@ def _valid_regex(value: str) -> str:
 RegexPattern = Annotated[str, AfterValidator(_valid_regex)]
 
 
+def repeated(items: Iterable[T], key: Callable[[T], Hashable] | None = None) -> T | None:
+    """The first item of `items` that an earlier one equals (by `key`), or None: for the
+    parameters that list recipients, each of which must be listed once."""
+    seen: set[Hashable] = set()
+    for item in items:
+        identity = item if key is None else key(item)
+        if identity in seen:
+            return item
+        seen.add(identity)
+    return None
+
+
 class NoParams(BaseModel):
     """Parameters of a worker type that takes none."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+T = TypeVar("T")
 #: A worker type's params model. A bare `Worker` (a caller holding any worker type, a plugin
 #: that does not say) is `Worker[Any]`.
 P = TypeVar("P", bound=BaseModel, default=Any)

@@ -25,6 +25,7 @@ BUILTIN_WORKERS = {
     "sms": "notifierd.workers.sms:SmsWorker",
     "teams": "notifierd.workers.teams:TeamsWorker",
     "telegram": "notifierd.workers.telegram:TelegramWorker",
+    "webhook": "notifierd.workers.webhook:WebhookWorker",
 }
 
 

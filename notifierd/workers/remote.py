@@ -19,7 +19,13 @@ import structlog
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from notifierd import __version__
-from notifierd.errors import ChannelMisconfigured, PermanentFailure, RateLimited, TemporaryFailure
+from notifierd.errors import (
+    ChannelMisconfigured,
+    DeliveryError,
+    PermanentFailure,
+    RateLimited,
+    TemporaryFailure,
+)
 from notifierd.redaction import Redactor
 from notifierd.workers.base import Worker, hashed_rate_key
 
@@ -135,7 +141,7 @@ def status_failure(
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s#]*)?")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 #: A path segment at least this long is a webhook URL's token, not a word of its path.
-_MIN_TOKEN_SEGMENT = 16
+MIN_TOKEN_SEGMENT = 16
 
 
 def http_url(value: str, what: str) -> str:
@@ -159,7 +165,7 @@ def url_secrets(url: str) -> list[str]:
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     pieces = parts.path.split("/") + [value for _, value in parse_qsl(parts.query)]
-    tokens = [piece for piece in pieces if len(piece) >= _MIN_TOKEN_SEGMENT]
+    tokens = [piece for piece in pieces if len(piece) >= MIN_TOKEN_SEGMENT]
     return [url, *([target] if len(target) > 1 else []), *tokens]
 
 
@@ -199,14 +205,15 @@ class HttpWorker(Worker[HP]):
         self._session = BoundedSession()
         self._session.headers["User-Agent"] = f"notifierd/{__version__}"
         if plain_http_elsewhere(self.endpoint()):
-            log.warning(
-                f"{self.service}.plain_http",
-                channel=self.channel,
-                hint=(
-                    f"channel {self.channel!r} sends its {self.service} secret over plain "
-                    "http to another host; use https unless a trusted proxy is on that path"
-                ),
+            hint = (
+                f"channel {self.channel!r} sends its {self.plain_http_cargo()} over plain "
+                "http to another host; use https unless a trusted proxy is on that path"
             )
+            log.warning(f"{self.service}.plain_http", channel=self.channel, hint=hint)
+
+    def plain_http_cargo(self) -> str:
+        """What the warning about plain http says travels unencrypted."""
+        return f"{self.service} secret"
 
     def close(self) -> None:
         if self._session is not None:
@@ -225,10 +232,14 @@ class HttpWorker(Worker[HP]):
                 method, url, timeout=(timeout, timeout), allow_redirects=False, **kwargs
             )
         except requests.RequestException as exc:
-            failure = connection_failure(self.service, exc, self.secrets(self.params))
+            failure = self.no_answer(exc)
         # Raised outside the `except`: the requests exception, whose text holds the URL, is
         # neither its cause nor its context.
         raise failure
+
+    def no_answer(self, exc: requests.RequestException) -> DeliveryError:
+        """What a request that got no answer means: by default a temporary failure."""
+        return connection_failure(self.service, exc, self.secrets(self.params))
 
     def post_json(self, url: str, payload: Any, **kwargs: Any) -> requests.Response:
         """POST `payload` as UTF-8 JSON (not \\u escapes: Cyrillic text is a third the size)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -32,9 +33,13 @@ class ThreadedServer:
     `start()` returns the base URL (`http://127.0.0.1:PORT`); `stop()` closes the server, the
     open connections, pending handlers and the loop, so nothing leaks into the next test."""
 
-    def __init__(self, app: web.Application, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, app: web.Application, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.app = app
         self.host = host
+        #: Serve https with this context (its certificate and, if it asks, clients').
+        self.tls = tls
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -42,7 +47,7 @@ class ThreadedServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> str:
         loop = asyncio.new_event_loop()
@@ -59,7 +64,7 @@ class ThreadedServer:
             self.app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.tls)
         await site.start()
         port: int = self._runner.addresses[0][1]
         return port

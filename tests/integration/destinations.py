@@ -1,8 +1,8 @@
 """What the end-to-end tests of the chat and push destinations (discord, slack, ...) share: a
 one-channel file, waiting for deliveries to settle, every place the daemon shows text, and
 `Destination`, one destination's fake, channel and what each scenario of
-`test_destinations_e2e` expects of it (the cases are in `chat_destinations` and
-`push_destinations`)."""
+`test_destinations_e2e` expects of it (the cases are in `chat_destinations`,
+`push_destinations` and `webhook_destinations`)."""
 
 from __future__ import annotations
 

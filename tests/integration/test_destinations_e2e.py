@@ -26,8 +26,9 @@ from tests.integration.destinations import (
     settled,
 )
 from tests.integration.push_destinations import MATRIX, PUSH_DESTINATIONS
+from tests.integration.webhook_destinations import WEBHOOK_DESTINATIONS
 
-DESTINATIONS = CHAT_DESTINATIONS + PUSH_DESTINATIONS
+DESTINATIONS = CHAT_DESTINATIONS + PUSH_DESTINATIONS + WEBHOOK_DESTINATIONS
 
 
 def cases(having: Callable[[Destination], object]) -> list[Any]:
@@ -37,13 +38,15 @@ def cases(having: Callable[[Destination], object]) -> list[Any]:
 
 @pytest.fixture
 def fake(destination: Destination) -> Iterator[Fake]:
+    """The destination's fake, running. Tests ask for it before `make_daemon`, so that the
+    daemon stops first and no connection of its outlives the fake."""
     with destination.running() as server:
         yield server
 
 
 @pytest.mark.parametrize("destination", cases(lambda d: d.text))
 def test_the_text_arrives_as_written(
-    make_daemon: DaemonFactory, destination: Destination, fake: Fake
+    destination: Destination, fake: Fake, make_daemon: DaemonFactory
 ) -> None:
     case = destination.text
     assert case is not None
@@ -58,7 +61,7 @@ def test_the_text_arrives_as_written(
 
 @pytest.mark.parametrize("destination", cases(lambda d: d.length))
 def test_the_longest_text_goes_and_a_longer_one_is_refused_at_intake(
-    make_daemon: DaemonFactory, destination: Destination, fake: Fake
+    destination: Destination, fake: Fake, make_daemon: DaemonFactory
 ) -> None:
     case = destination.length
     assert case is not None
@@ -82,7 +85,7 @@ def test_the_longest_text_goes_and_a_longer_one_is_refused_at_intake(
     ],
 )
 def test_a_rate_limit_waits_the_services_hint_without_charging_an_attempt(
-    make_daemon: DaemonFactory, destination: Destination, fake: Fake, case: RateCase
+    destination: Destination, fake: Fake, case: RateCase, make_daemon: DaemonFactory
 ) -> None:
     fake.script(case.reply)
     daemon = destination.start(make_daemon, fake)
@@ -111,7 +114,7 @@ def test_a_rate_limit_waits_the_services_hint_without_charging_an_attempt(
     ],
 )
 def test_a_bad_secret_holds_deliveries_until_the_service_accepts_it(
-    make_daemon: DaemonFactory, destination: Destination, fake: Fake, case: BadSecret
+    destination: Destination, fake: Fake, case: BadSecret, make_daemon: DaemonFactory
 ) -> None:
     case.spoil(fake)
     daemon = destination.start(make_daemon, fake)
@@ -131,7 +134,7 @@ def test_a_bad_secret_holds_deliveries_until_the_service_accepts_it(
 
 @pytest.mark.parametrize("destination", cases(lambda d: d.refusal))
 def test_a_refused_message_fails_with_the_services_error(
-    make_daemon: DaemonFactory, destination: Destination, fake: Fake
+    destination: Destination, fake: Fake, make_daemon: DaemonFactory
 ) -> None:
     case = destination.refusal
     assert case is not None
@@ -146,7 +149,7 @@ def test_a_refused_message_fails_with_the_services_error(
 
 @pytest.mark.parametrize("destination", cases(lambda d: d.hidden))
 def test_the_secret_shows_nowhere(
-    make_daemon: DaemonFactory, destination: Destination, fake: Fake
+    destination: Destination, fake: Fake, make_daemon: DaemonFactory
 ) -> None:
     case = destination.hidden
     assert case is not None
@@ -170,7 +173,7 @@ def test_the_secret_shows_nowhere(
 
 @pytest.mark.parametrize("destination", [DISCORD], ids=["discord"])
 def test_discord_at_everyone_in_the_text_pings_no_one(
-    make_daemon: DaemonFactory, destination: Destination, fake: FakeDiscord
+    destination: Destination, fake: FakeDiscord, make_daemon: DaemonFactory
 ) -> None:
     daemon = destination.start(make_daemon, fake, username="Алерты")
     text = "@everyone " + TEXT
@@ -188,7 +191,7 @@ def test_discord_at_everyone_in_the_text_pings_no_one(
 
 @pytest.mark.parametrize("destination", [MATRIX], ids=["matrix"])
 def test_matrix_a_retry_after_a_reset_connection_posts_the_event_once(
-    make_daemon: DaemonFactory, destination: Destination, fake: FakeMatrix
+    destination: Destination, fake: FakeMatrix, make_daemon: DaemonFactory
 ) -> None:
     # The homeserver stored the event, but the answer never came back.
     fake.script(StoreThen(Reset()))
@@ -205,7 +208,7 @@ def test_matrix_a_retry_after_a_reset_connection_posts_the_event_once(
 
 @pytest.mark.parametrize("destination", [MATRIX], ids=["matrix"])
 def test_matrix_another_delivery_of_the_same_text_gets_a_transaction_of_its_own(
-    make_daemon: DaemonFactory, destination: Destination, fake: FakeMatrix
+    destination: Destination, fake: FakeMatrix, make_daemon: DaemonFactory
 ) -> None:
     daemon = destination.start(make_daemon, fake)
 
@@ -219,7 +222,7 @@ def test_matrix_another_delivery_of_the_same_text_gets_a_transaction_of_its_own(
 
 @pytest.mark.parametrize("destination", [MATRIX], ids=["matrix"])
 def test_matrix_a_room_the_user_is_not_in_is_a_misconfiguration(
-    make_daemon: DaemonFactory, destination: Destination, fake: FakeMatrix
+    destination: Destination, fake: FakeMatrix, make_daemon: DaemonFactory
 ) -> None:
     daemon = destination.start(make_daemon, fake, room_id="!elsewhere:example.org")
 
