@@ -43,6 +43,7 @@ from tests.fakes.twilio import (
     twilio_error,
 )
 from tests.workers.helpers import closed_port, delivery
+from tests.workers.leaving import send_in_worker_process
 
 PHONE = "+79251234567"
 OTHER = "+74993221627"
@@ -606,14 +607,17 @@ def test_gateway_classification(
     expected: type[DeliveryError],
     fragment: str,
 ) -> None:
-    gateway.script(PHONE, reply)
+    gateway.script(PHONE, reply, reply)
     worker = open_worker(SmsWorker, kannel_params(gateway.base_url, **change))
     with pytest.raises(DeliveryError) as caught:
         worker.send(delivery(PHONE, "hi"))
     assert type(caught.value) is expected
     assert fragment in str(caught.value)
-    # The password is in the URL: requests quotes URLs in its exceptions, we must not.
-    assert "kannel-pass-9d2f" not in str(caught.value)
+    # The password is in the URL: requests quotes URLs in its exceptions; the worker process
+    # does not pass it on.
+    left = send_in_worker_process(worker, delivery(PHONE, "hi"))
+    assert left.error is not None and fragment in left.error
+    assert "kannel-pass-9d2f" not in "".join(left.texts())
 
 
 def test_gateway_rate_limit(gateway: FakeSmsGateway, open_worker: OpenWorker) -> None:
@@ -637,11 +641,46 @@ def test_gateway_auth_failure_is_misconfigured(
 def test_connection_errors_never_quote_the_secret_url(open_worker: OpenWorker) -> None:
     base_url = f"http://127.0.0.1:{closed_port()}"
     worker = open_worker(SmsWorker, kannel_params(base_url, password="p@ss/w0rd secret"))
-    with pytest.raises(TemporaryFailure) as caught:
+    with pytest.raises(TemporaryFailure):
         worker.send(delivery(PHONE, "hi"))
-    text = str(caught.value)
-    assert "***" in text  # the URL was quoted by requests, and redacted by us
+    text = "".join(send_in_worker_process(worker, delivery(PHONE, "hi")).texts())
+    assert "***" in text  # the URL was quoted by requests, and redacted
     assert "p@ss" not in text and "w0rd" not in text
+
+
+@pytest.mark.parametrize(
+    "remote",
+    ["twilio echo", "smsru status echo", "smsru 500", "smsru unreadable", "gateway 400"],
+)
+def test_an_answer_quoting_a_secret_leaves_the_worker_process_redacted(
+    twilio: FakeTwilio,
+    smsru: FakeSmsRu,
+    gateway: FakeSmsGateway,
+    open_worker: OpenWorker,
+    remote: str,
+) -> None:
+    """Each answer a provider's code reads (an error body, a status text, an HTML page, an
+    unreadable answer) may quote a credential: none of it reaches the parent."""
+    if remote == "twilio echo":
+        twilio.echo_credentials = True
+        twilio.script(PHONE, twilio_error(21614))
+        params, secret = twilio_params(twilio.base_url), DEFAULT_TOKEN
+    elif remote.startswith("smsru"):
+        smsru.echo_credentials = True
+        if remote == "smsru status echo":
+            smsru.script(PHONE, 207)
+        else:
+            body = f"<html>error for api_id={DEFAULT_API_ID}</html>"
+            smsru.script_request(Raw(500 if remote == "smsru 500" else 200, body))
+        params, secret = smsru_params(smsru.base_url), DEFAULT_API_ID
+    else:
+        gateway.script(PHONE, GatewayReply(400, "Bad login kannel-pass-9d2f"))
+        params, secret = kannel_params(gateway.base_url), "kannel-pass-9d2f"
+
+    left = send_in_worker_process(open_worker(SmsWorker, params), delivery(PHONE, "hi"))
+
+    assert left.error is not None and "***" in left.error
+    assert secret not in "".join(left.texts())
 
 
 # --- Retry-After ------------------------------------------------------------------------------
