@@ -1,6 +1,6 @@
 """Helpers for workers that talk to a remote service: a session that reads bounded answers,
-reading `Retry-After`, classifying an HTTP status, keeping secrets out of the text of errors,
-and `HttpWorker`, the base of the workers that post each delivery to one HTTP endpoint."""
+reading `Retry-After`, classifying an HTTP status, the secrets of a webhook's URL, and
+`HttpWorker`, the base of the workers that post each delivery to one HTTP endpoint."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import math
 import re
 import time
 from abc import abstractmethod
-from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 from typing import Annotated, Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -26,7 +25,6 @@ from notifierd.errors import (
     RateLimited,
     TemporaryFailure,
 )
-from notifierd.redaction import Redactor
 from notifierd.workers.base import Worker, hashed_rate_key
 
 log = structlog.get_logger("notifierd.worker.remote")
@@ -95,26 +93,17 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every spelling of every secret replaced by `***` (see `Redactor`). The
-    worker process redacts each error and log event that leaves it whatever the worker did;
-    this is for a worker (or plugin) that wants a text clean where it builds it."""
-    return Redactor(secrets).text(text)
-
-
 def excerpt(text: str, limit: int = 200) -> str:
     """A one-line start of a remote's answer, for an error message."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def connection_failure(
-    what: str, exc: requests.RequestException, secrets: Iterable[str]
-) -> TemporaryFailure:
-    """The temporary failure for a request that got no answer (refused, reset, timed out)."""
+def connection_failure(what: str, exc: requests.RequestException) -> TemporaryFailure:
+    """The temporary failure for a request that got no answer (refused, reset, timed out). Its
+    text may hold the URL, and a secret in it: the worker process redacts it."""
     kind = "timed out" if isinstance(exc, requests.Timeout) else "failed"
-    detail = redact(str(exc), secrets)
-    return TemporaryFailure(f"{what}: request {kind}: {type(exc).__name__}: {excerpt(detail)}")
+    return TemporaryFailure(f"{what}: request {kind}: {type(exc).__name__}: {excerpt(str(exc))}")
 
 
 def status_failure(
@@ -239,7 +228,7 @@ class HttpWorker(Worker[HP]):
 
     def no_answer(self, exc: requests.RequestException) -> DeliveryError:
         """What a request that got no answer means: by default a temporary failure."""
-        return connection_failure(self.service, exc, self.secrets(self.params))
+        return connection_failure(self.service, exc)
 
     def post_json(self, url: str, payload: Any, **kwargs: Any) -> requests.Response:
         """POST `payload` as UTF-8 JSON (not \\u escapes: Cyrillic text is a third the size)."""

@@ -43,7 +43,6 @@ from notifierd.workers.remote import (
     connection_failure,
     excerpt,
     parse_retry_after,
-    redact,
     status_failure,
 )
 
@@ -92,10 +91,6 @@ class SmsParamsBase(BaseModel):
                 raise ValueError(f"phone number {phone!r} is listed twice")
             seen.add(phone)
         return phones
-
-    def secrets(self) -> list[str]:
-        """The secret values to keep out of errors and logs."""
-        return []
 
 
 # --- Twilio -----------------------------------------------------------------------------------
@@ -146,13 +141,6 @@ class TwilioParams(SmsParamsBase):
         assert self.auth_token is not None  # checked at config load
         return self.account_sid, self.auth_token.get_secret_value()
 
-    def secrets(self) -> list[str]:
-        return [
-            secret.get_secret_value()
-            for secret in (self.auth_token, self.api_key_secret)
-            if secret is not None
-        ]
-
 
 TWILIO_AUTHENTICATION = 20003
 TWILIO_TOO_MANY_REQUESTS = 20429
@@ -192,7 +180,6 @@ def send_twilio(
         form["From"] = params.sender
     if validity is not None:
         form["ValidityPeriod"] = str(validity)
-    secrets = params.secrets()
     try:
         response = session.post(
             url,
@@ -202,14 +189,14 @@ def send_twilio(
             allow_redirects=False,
         )
     except requests.RequestException as exc:
-        raise connection_failure("twilio", exc, secrets) from None
+        raise connection_failure("twilio", exc) from None
     body = _json_or_none(response)
     if 200 <= response.status_code < 300:
         return str(body.get("sid", "")) if isinstance(body, dict) else ""
-    raise twilio_failure(response, body, secrets)
+    raise twilio_failure(response, body)
 
 
-def twilio_failure(response: requests.Response, body: Any, secrets: list[str]) -> DeliveryError:
+def twilio_failure(response: requests.Response, body: Any) -> DeliveryError:
     """Twilio's error answer `{code, message, status}` (or a non-JSON one) as an outcome."""
     status = response.status_code
     code = body.get("code") if isinstance(body, dict) else None
@@ -217,7 +204,7 @@ def twilio_failure(response: requests.Response, body: Any, secrets: list[str]) -
         detail = f"error {code}: {body['message']}"
     else:
         detail = excerpt(response.text)
-    text = redact(f"twilio: HTTP {status}: {detail}", secrets)
+    text = f"twilio: HTTP {status}: {detail}"
     if code == TWILIO_AUTHENTICATION or status == 401:
         return ChannelMisconfigured(text)
     if code in TWILIO_BAD_SENDER:
@@ -241,9 +228,6 @@ class SmsRuParams(SmsParamsBase):
     api_id: SecretStr
     max_parts: int = Field(default=6, ge=1, le=SMSRU_MAX_PARTS)
     base_url: BaseUrl = "https://sms.ru"
-
-    def secrets(self) -> list[str]:
-        return [self.api_id.get_secret_value()]
 
 
 SMSRU_OK = 100
@@ -327,7 +311,6 @@ def send_smsru(session: requests.Session, params: SmsRuParams, phone: str, text:
     }
     if params.sender is not None:
         form["from"] = params.sender
-    secrets = params.secrets()
     try:
         # POST, so that api_id is in the body and never in a URL that an error could quote.
         response = session.post(
@@ -337,13 +320,13 @@ def send_smsru(session: requests.Session, params: SmsRuParams, phone: str, text:
             allow_redirects=False,
         )
     except requests.RequestException as exc:
-        raise connection_failure("sms.ru", exc, secrets) from None
+        raise connection_failure("sms.ru", exc) from None
     if response.status_code != 200:
-        raise status_failure("sms.ru", response, redact(excerpt(response.text), secrets))
+        raise status_failure("sms.ru", response, excerpt(response.text))
     try:
         answer = parse_smsru_answer(response.json())
     except ValueError as exc:
-        detail = redact(excerpt(response.text), secrets)
+        detail = excerpt(response.text)
         raise TemporaryFailure(f"sms.ru: unreadable answer ({exc}): {detail}") from None
     failure = smsru_failure(answer.status, "request")
     if failure is not None:
@@ -401,9 +384,6 @@ class HttpGatewayParams(SmsParamsBase):
             raise ValueError("basic_auth needs `username` and `password`")
         return self
 
-    def secrets(self) -> list[str]:
-        return [] if self.password is None else [self.password.get_secret_value()]
-
     def values(self, phone: str, text: str) -> dict[str, str]:
         return {
             "phone": phone,
@@ -441,7 +421,6 @@ def send_http(session: requests.Session, params: HttpGatewayParams, phone: str, 
     if params.basic_auth:
         assert params.username is not None and params.password is not None
         auth = (params.username, params.password.get_secret_value())
-    secrets = params.secrets()
     try:
         response = session.request(
             params.method,
@@ -453,8 +432,8 @@ def send_http(session: requests.Session, params: HttpGatewayParams, phone: str, 
             allow_redirects=False,
         )
     except requests.RequestException as exc:
-        raise connection_failure("sms gateway", exc, secrets) from None
-    answer = redact(excerpt(response.text), secrets)
+        raise connection_failure("sms gateway", exc) from None
+    answer = excerpt(response.text)
     status = response.status_code
     expected = params.success_status or range(200, 300)
     status_ok = status in expected

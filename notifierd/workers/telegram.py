@@ -28,15 +28,15 @@ sends every part again. That is the at-least-once promise of DESIGN §2, applied
 The parts keep to the chat's pace, and so does this process's next message to the chat, which
 the dispatcher (counting one message per delivery) would hand out too early after a split one.
 
-The bot token is in every request URL, so it is kept out of everything this module emits:
-exceptions are rebuilt from scratch with the token redacted (never chained to the requests
-exception, whose text holds the URL), and urllib3's debug lines are redacted by a log filter.
+The bot token is in every request URL. The worker process removes it from every error and log
+event it passes on (`notifierd.redaction`), and urllib3's debug lines, which carry the URL, do
+not leave it; this module still raises its exceptions from scratch, never chained to the
+requests exception, so that a traceback does not hold the URL either.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from collections import OrderedDict
@@ -81,29 +81,11 @@ PARSE_MODES: dict[Format, str] = {"html": "HTML", "markdownv2": "MarkdownV2"}
 MAX_MIGRATIONS = 3
 #: Deliveries whose partial progress a worker process remembers (see the module docstring).
 PROGRESS_MEMORY = 1024
-#: urllib3 loggers whose debug lines carry the request URL, and with it the token.
-URLLIB3_LOGGERS = (
-    "urllib3.connectionpool",
-    "urllib3.connection",
-    "urllib3.poolmanager",
-    "urllib3.response",
-    "urllib3.util.retry",
-)
-REDACTED = "***"
 _USERNAME = re.compile(r"@[A-Za-z0-9_]+")
 _INTEGER = re.compile(r"-?[0-9]+")
 
 ChatId = int | str
 _PARSE_MODE_FORMATS: dict[str, Format] = {"html": "html", "markdownv2": "markdownv2"}
-
-
-def redact(text: str, secret: str) -> str:
-    """`text` with every occurrence of `secret`, raw or URL-quoted, replaced by `***`."""
-    if not secret:
-        return text
-    for form in {secret, quote(secret, safe=""), quote(secret, safe=":")}:
-        text = text.replace(form, REDACTED)
-    return text
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -216,21 +198,6 @@ class TelegramParams(BaseModel):
         return value.rstrip("/")
 
 
-class _RedactingFilter(logging.Filter):
-    """Rewrites a stdlib log record so that the token does not appear in it."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact(message, self.secret)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
 class TelegramWorker(Worker[TelegramParams]):
     """Sends deliveries to Telegram chats through the Bot API's `sendMessage`."""
 
@@ -239,10 +206,9 @@ class TelegramWorker(Worker[TelegramParams]):
 
     def __init__(self, channel: str, params: TelegramParams) -> None:
         super().__init__(channel, params)
-        self._token = params.token.get_secret_value()
-        self._url = f"{params.api_url}/bot{quote(self._token, safe=':')}/sendMessage"
+        token = params.token.get_secret_value()
+        self._url = f"{params.api_url}/bot{quote(token, safe=':')}/sendMessage"
         self._session: requests.Session | None = None
-        self._log_filter = _RedactingFilter(self._token)
         # What this process learnt while sending: chats that moved, and parts already delivered.
         self._migrated: dict[str, ChatId] = {}
         self._progress: OrderedDict[int, int] = OrderedDict()
@@ -313,12 +279,8 @@ class TelegramWorker(Worker[TelegramParams]):
     def open(self) -> None:
         self._session = BoundedSession()
         self._session.headers["User-Agent"] = f"notifierd/{__version__}"
-        for name in URLLIB3_LOGGERS:
-            logging.getLogger(name).addFilter(self._log_filter)
 
     def close(self) -> None:
-        for name in URLLIB3_LOGGERS:
-            logging.getLogger(name).removeFilter(self._log_filter)
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -485,7 +447,7 @@ class TelegramWorker(Worker[TelegramParams]):
                 f"Telegram did not answer within {timeout:g} s ({type(exc).__name__})"
             )
         except requests.RequestException as exc:
-            failure = TemporaryFailure(f"connection to Telegram failed: {self._redact(str(exc))}")
+            failure = TemporaryFailure(f"connection to Telegram failed: {exc}")
         # Raised outside the `except` so that it has neither a cause nor a context that holds
         # the requests exception, whose text contains the URL and so the token.
         raise failure
@@ -506,7 +468,7 @@ class TelegramWorker(Worker[TelegramParams]):
         raw_parameters, error_code = body.get("parameters"), body.get("error_code")
         parameters: dict[str, Any] = raw_parameters if isinstance(raw_parameters, dict) else {}
         code: int = error_code if isinstance(error_code, int) else status
-        description = self._redact(str(body.get("description") or f"HTTP {status}"))
+        description = str(body.get("description") or f"HTTP {status}")
         # As in PTB, the parameters win over the status code.
         if isinstance(parameters.get("migrate_to_chat_id"), int):
             raise _ChatMigratedError(parameters["migrate_to_chat_id"])
@@ -546,9 +508,6 @@ class TelegramWorker(Worker[TelegramParams]):
             )
         # A 502 HTML page from Telegram's front end, a proxy's error page: come back later.
         return TemporaryFailure(f"Telegram answered {what}")
-
-    def _redact(self, text: str) -> str:
-        return redact(text, self._token)
 
 
 class _Part(NamedTuple):
