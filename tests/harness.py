@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,8 +43,11 @@ def wait_for(
 
 
 def short_socket_dir() -> Path:
-    # AF_UNIX paths are limited to 108 bytes: pytest's tmp_path can be longer.
-    return Path(tempfile.mkdtemp(prefix="nd-", dir="/tmp"))
+    """A new directory with a short path, removed when the test run ends: AF_UNIX paths are
+    limited to 108 bytes, and pytest's tmp_path can be longer."""
+    path = Path(tempfile.mkdtemp(prefix="nd-", dir="/tmp"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 class Daemon:

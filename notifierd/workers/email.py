@@ -70,7 +70,7 @@ from notifierd.errors import (
     TemporaryFailure,
 )
 from notifierd.messages import Delivery
-from notifierd.workers.base import Worker
+from notifierd.workers.base import Worker, repeated
 from notifierd.workers.remote import excerpt
 
 if TYPE_CHECKING:
@@ -138,11 +138,9 @@ class EmailParams(BaseModel):
     @field_validator("to")
     @classmethod
     def _distinct(cls, addresses: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for address in addresses:
-            if address.lower() in seen:
-                raise ValueError(f"address {address!r} is listed twice")
-            seen.add(address.lower())
+        twice = repeated(addresses, key=str.lower)
+        if twice is not None:
+            raise ValueError(f"address {twice!r} is listed twice")
         return addresses
 
     @field_validator("subject")

@@ -127,16 +127,24 @@ def status_failure(
 
 # --- Workers that post to one HTTP endpoint ---------------------------------------------------
 
-_HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s#]*)?")
+#: A query only after a path ("https://host/?x", not "https://host?x"), no fragment.
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*(\?[^\s#]*)?)?")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 #: A path segment at least this long is a webhook URL's token, not a word of its path.
 MIN_TOKEN_SEGMENT = 16
 
 
+def is_http_url(value: str, query: bool = True) -> bool:
+    """Whether `value` is an http:// or https:// URL (any host: self-hosted servers, proxies,
+    a local fake), without a fragment, and without a query unless `query`."""
+    match = _HTTP_URL.fullmatch(value)
+    return match is not None and (query or match.group(2) is None)
+
+
 def http_url(value: str, what: str) -> str:
-    """`value` if it is an http:// or https:// URL (any host: self-hosted servers, proxies,
-    a local fake), else a `ValueError` naming `what`."""
-    if not _HTTP_URL.fullmatch(value):
+    """`value` if it is an http:// or https:// URL (`is_http_url`), else a `ValueError`
+    naming `what`."""
+    if not is_http_url(value):
         raise ValueError(f"{what} must be an http:// or https:// URL")
     return value
 

@@ -38,10 +38,11 @@ from notifierd.errors import (
     RateLimited,
     TemporaryFailure,
 )
-from notifierd.workers.base import RegexPattern
+from notifierd.workers.base import RegexPattern, repeated
 from notifierd.workers.remote import (
     connection_failure,
     excerpt,
+    is_http_url,
     parse_retry_after,
     status_failure,
 )
@@ -63,7 +64,7 @@ def _check_e164(phone: str) -> str:
 
 
 def _check_base_url(url: str) -> str:
-    if re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url) is None:
+    if not is_http_url(url, query=False):
         raise ValueError(f"{url!r} is not an http:// or https:// URL without query or fragment")
     return url.rstrip("/")
 
@@ -85,11 +86,9 @@ class SmsParamsBase(BaseModel):
     @field_validator("phones")
     @classmethod
     def _distinct(cls, phones: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for phone in phones:
-            if phone in seen:
-                raise ValueError(f"phone number {phone!r} is listed twice")
-            seen.add(phone)
+        twice = repeated(phones)
+        if twice is not None:
+            raise ValueError(f"phone number {twice!r} is listed twice")
         return phones
 
 

@@ -56,8 +56,8 @@ from notifierd.errors import (
     TemporaryFailure,
 )
 from notifierd.messages import Delivery
-from notifierd.workers.base import Worker, hashed_rate_key
-from notifierd.workers.remote import BoundedSession
+from notifierd.workers.base import Worker, hashed_rate_key, repeated
+from notifierd.workers.remote import BoundedSession, is_http_url, seconds
 from notifierd.workers.telegram_markup import (
     TEXT_LIMIT,
     Format,
@@ -181,17 +181,15 @@ class TelegramParams(BaseModel):
         if not value:
             raise ValueError("chat_id must name at least one chat")
         chats = tuple(_parse_chat_id(item, f"chat_id item {i + 1}") for i, item in enumerate(value))
-        seen: set[ChatId] = set()
-        for chat in chats:
-            if chat in seen:
-                raise ValueError(f"chat_id lists {chat!r} twice; each chat would get it twice")
-            seen.add(chat)
+        twice = repeated(chats)
+        if twice is not None:
+            raise ValueError(f"chat_id lists {twice!r} twice; each chat would get it twice")
         return chats
 
     @field_validator("api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        if not is_http_url(value, query=False):
             raise ValueError(
                 "api_url must be an http:// or https:// URL, e.g. https://api.telegram.org"
             )
@@ -473,8 +471,12 @@ class TelegramWorker(Worker[TelegramParams]):
         if isinstance(parameters.get("migrate_to_chat_id"), int):
             raise _ChatMigratedError(parameters["migrate_to_chat_id"])
         if code == 429 or "retry_after" in parameters:
-            retry_after = _seconds(parameters.get("retry_after")) or _seconds(
-                response.headers.get("Retry-After")
+            # Seconds, from the body or the header (Telegram sends no HTTP-date); none or 0:
+            # the channel's retry policy.
+            retry_after = (
+                seconds(parameters.get("retry_after"))
+                or seconds(response.headers.get("Retry-After"))
+                or None
             )
             raise RateLimited(f"Telegram rate limit ({code} {description})", retry_after)
         if code in (401, 404):
@@ -564,14 +566,3 @@ def _prefixed(failure: DeliveryError, prefix: str) -> DeliveryError:
 def _recipient_chat(recipient: str) -> ChatId:
     """The chat id as the Bot API wants it: an integer, or the '@username' string."""
     return int(recipient) if _INTEGER.fullmatch(recipient) else recipient
-
-
-def _seconds(value: object) -> float | None:
-    """A positive number of seconds from a JSON number or a header, else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP-date Retry-After: Telegram sends seconds, the core backs off
-    return seconds if seconds > 0 else None

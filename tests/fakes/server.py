@@ -2,8 +2,8 @@
 that synchronous code (a worker's `send`) and other processes (a real daemon) can talk to it.
 
 Also the pieces every HTTP fake shares: what a request looked like (`RecordedRequest`), the
-faults any fake can inject (`Raw`, `Slow`, `Reset`, `Huge`), and `wait_until` to poll for a
-condition.
+faults any fake can inject (`Raw`, `Slow`, `Reset`, `Huge`), and `free_port`. (To poll for a
+condition: `tests.harness.wait_for`.)
 
     with run_app_in_thread(app) as base_url:
         requests.get(f"{base_url}/ping")
@@ -18,7 +18,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,15 +108,13 @@ def run_app_in_thread(app: web.Application) -> Iterator[str]:
         server.stop()
 
 
-def wait_until(
-    condition: Callable[[], object], timeout: float = 5.0, message: str = "condition"
-) -> None:
-    """Poll `condition` until it is truthy; fail with `message` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.01)
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on: for a server that cannot bind port 0 (the
+    SMTP fake), or for a connection that is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.fakes.server import free_port
 from tests.fakes.tls import Certificate
 
 DISCONNECT = "<disconnect>"
@@ -56,14 +56,6 @@ class ReceivedMessage:
     message: EmailMessage
     tls: bool
     login: str | None
-
-
-def free_port() -> int:
-    # aiosmtpd cannot listen on port 0 (its start() checks the configured port), so pick one.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class FakeSmtp:
@@ -128,6 +120,7 @@ class FakeSmtp:
         elif self.security == "tls":
             assert self.certificate is not None
             kwargs["ssl_context"] = self.certificate.server_context()
+        # aiosmtpd cannot listen on port 0 (its start() checks the configured port).
         self.port = self.port or free_port()
         self._controller = _Controller(
             self, hostname=self.host, port=self.port, server_hostname="fake-smtp", **kwargs

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from tests.fakes.server import free_port
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, Recorded, Reply
 from tests.harness import BIN, Daemon, wait_for
 from tests.integration.conftest import DaemonFactory
@@ -79,10 +79,7 @@ def start(make_daemon: DaemonFactory, *channels: str, token: str = TOKEN) -> Dae
 
 def closed_port_url() -> str:
     """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def settled(daemon: Daemon, channel_name: str, count: int) -> dict[str, dict[str, Any]]:

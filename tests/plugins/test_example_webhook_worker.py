@@ -11,10 +11,10 @@ import pytest
 
 from notifierd.errors import DeliveryError, PermanentFailure, RateLimited, TemporaryFailure
 from notifierd.workers.base import Worker
-from tests.fakes.server import Raw, Reset, Slow
+from tests.fakes.server import Raw, Reset, Slow, free_port
 from tests.fakes.webhook import FakeWebhook
 from tests.plugins.distinfo import ROOT
-from tests.workers.helpers import closed_port, delivery
+from tests.workers.helpers import delivery
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_classification(
 
 
 def test_connection_refused(worker_class: type[Worker]) -> None:
-    worker = make(worker_class, url=f"http://127.0.0.1:{closed_port()}/x")
+    worker = make(worker_class, url=f"http://127.0.0.1:{free_port()}/x")
     try:
         with pytest.raises(TemporaryFailure, match="ConnectionError"):
             worker.send(delivery("", "hi"))

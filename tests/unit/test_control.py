@@ -8,7 +8,6 @@ import json
 import shutil
 import socket
 import stat
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,12 @@ from notifierd.cli.ctl import main as ctl_main
 from notifierd.control.client import CommandFailed, NotRunning, call
 from notifierd.control.server import Command, CommandError, ControlServer, SocketUnavailable
 from notifierd.settings import Settings
+from tests.harness import short_socket_dir
 
 
 @pytest.fixture
 def socket_dir() -> Iterator[Path]:
-    # AF_UNIX paths must be shorter than 108 bytes: pytest's tmp_path may be too long.
-    directory = Path(tempfile.mkdtemp(prefix="nfd-", dir="/tmp"))
+    directory = short_socket_dir()
     try:
         yield directory
     finally:

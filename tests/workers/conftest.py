@@ -4,7 +4,6 @@ a test."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from notifierd.workers.base import Worker
 from notifierd.workers.telegram import TelegramParams, TelegramWorker
+from tests.fakes.server import free_port
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi
 from tests.fakes.tls import Certificate
@@ -54,10 +54,7 @@ def make_worker(telegram_api: FakeTelegramApi) -> Iterator[MakeWorker]:
 @pytest.fixture
 def closed_port_url() -> str:
     """The URL of a 127.0.0.1 port nothing listens on (connection refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture

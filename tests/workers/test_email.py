@@ -28,9 +28,10 @@ from notifierd.workers.email import (
     first_line,
     render_subject,
 )
+from tests.fakes.server import free_port
 from tests.fakes.smtp import DISCONNECT, FakeSmtp
 from tests.fakes.tls import Certificate
-from tests.workers.helpers import closed_port, delivery
+from tests.workers.helpers import delivery
 
 USER, PASSWORD = "notifier@example.org", "smtp-pass-5e1b7c"
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -387,7 +388,7 @@ def test_internationalized_addresses_need_smtputf8(
 
 
 def test_connection_refused_is_temporary(open_worker: OpenWorker) -> None:
-    params = {**BASE, "host": "127.0.0.1", "port": closed_port(), "security": "none"}
+    params = {**BASE, "host": "127.0.0.1", "port": free_port(), "security": "none"}
     with pytest.raises(TemporaryFailure, match="ConnectionRefusedError"):
         open_worker(EmailWorker, params).send(delivery(ALICE, "hi"))
 

@@ -30,7 +30,7 @@ from notifierd.workers.sms_providers import (
     smsru_failure,
     validity_period,
 )
-from tests.fakes.server import Raw, Reset, Slow
+from tests.fakes.server import Raw, Reset, Slow, free_port
 from tests.fakes.sms_gateway import QUEUED, FakeSmsGateway, GatewayReply
 from tests.fakes.smsru import DEFAULT_API_ID, FakeSmsRu
 from tests.fakes.twilio import (
@@ -42,7 +42,7 @@ from tests.fakes.twilio import (
     server_error,
     twilio_error,
 )
-from tests.workers.helpers import closed_port, delivery
+from tests.workers.helpers import delivery
 from tests.workers.leaving import send_in_worker_process
 
 PHONE = "+79251234567"
@@ -390,7 +390,7 @@ def test_one_failing_number_does_not_block_another(
 
 
 def test_connection_refused_is_temporary(open_worker: OpenWorker) -> None:
-    base_url = f"http://127.0.0.1:{closed_port()}"
+    base_url = f"http://127.0.0.1:{free_port()}"
     for params in (twilio_params(base_url), smsru_params(base_url)):
         worker = open_worker(SmsWorker, params)
         with pytest.raises(TemporaryFailure, match="request failed: ConnectionError"):
@@ -639,7 +639,7 @@ def test_gateway_auth_failure_is_misconfigured(
 
 
 def test_connection_errors_never_quote_the_secret_url(open_worker: OpenWorker) -> None:
-    base_url = f"http://127.0.0.1:{closed_port()}"
+    base_url = f"http://127.0.0.1:{free_port()}"
     worker = open_worker(SmsWorker, kannel_params(base_url, password="p@ss/w0rd secret"))
     with pytest.raises(TemporaryFailure):
         worker.send(delivery(PHONE, "hi"))

@@ -22,10 +22,10 @@ from notifierd.errors import (
 )
 from notifierd.redaction import Redactor
 from notifierd.workers.webhook import WebhookParams, WebhookWorker
-from tests.fakes.server import Raw, Reset, Slow
+from tests.fakes.server import Raw, Reset, Slow, free_port
 from tests.fakes.tls import Certificate, self_signed_certificate
 from tests.fakes.webhook import FakeWebhook
-from tests.workers.helpers import closed_port, delivery
+from tests.workers.helpers import delivery
 
 TEXT = 'Диск «db-1» заполнен — "98 %"\nвторая строка\\ 🔥👩‍💻\t<b>&'
 OpenWorker = Callable[..., WebhookWorker]
@@ -256,7 +256,7 @@ def test_a_429_is_a_rate_limit_after_its_retry_after(
 
 
 def test_a_refused_connection_is_temporary(open_worker: Callable[..., Any]) -> None:
-    worker = open_worker(WebhookWorker, {"url": f"http://127.0.0.1:{closed_port()}/x"})
+    worker = open_worker(WebhookWorker, {"url": f"http://127.0.0.1:{free_port()}/x"})
     with pytest.raises(TemporaryFailure, match="ConnectionError"):
         worker.send(delivery("", "hi"))
 

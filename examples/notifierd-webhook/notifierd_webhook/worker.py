@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from notifierd.errors import PermanentFailure, RateLimited, TemporaryFailure
 from notifierd.messages import Delivery
 from notifierd.workers.base import Worker
+from notifierd.workers.remote import parse_retry_after
 
 log = structlog.get_logger("notifierd_webhook")
 
@@ -78,14 +79,7 @@ class WebhookWorker(Worker[WebhookParams]):
             return
         detail = f"webhook: HTTP {status}: {' '.join(response.text.split())[:200]}"
         if status == 429:
-            raise RateLimited(detail, _seconds(response.headers.get("Retry-After")))
+            raise RateLimited(detail, parse_retry_after(response.headers.get("Retry-After")))
         if 400 <= status < 500:
             raise PermanentFailure(detail)
         raise TemporaryFailure(detail)
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return None if value is None else max(0.0, float(value))
-    except ValueError:
-        return None
