@@ -19,9 +19,10 @@ How answers are classified:
 
 Secrets: `token`, `password`, the values of headers whose name says they hold a credential
 (`Authorization`, `Cookie`, `X-Api-Key`, anything with token, secret, key, pass, auth, sig),
-and a URL that carries credentials or a token (`user:pass@`, a long path segment, a query
-value, every value of a query parameter named like a credential) are kept out of every error
-and log line.
+and a URL that carries credentials or a token (`user:pass@`, a path segment or query value
+as long as a token, any value of a query parameter named like a credential) are kept out of
+every error and log line. A short token in a URL's path cannot be told from a word of it: give
+it as `token` or in a header.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""End to end through the daemon: each chat and push destination against the fake of its
-service, in the scenarios issue 18 asks of every one (`Destination` says what each expects),
-then the checks only one destination has."""
+"""End to end through the daemon: each chat and push destination, and the generic webhook,
+against the fake of its service, in the scenarios issue 18 asks of every one (`Destination`
+says what each expects), then the checks only one destination has."""
 
 from __future__ import annotations
 
