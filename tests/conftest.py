@@ -1,5 +1,5 @@
 """Fixtures shared by the worker tests and the end-to-end tests: running fakes of the remote
-services and a test certificate."""
+services, a test certificate, and PostgreSQL (`tests.postgres`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from tests.fakes.tls import Certificate, self_signed_certificate
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.webhook import FakeWebhook
 from tests.plugins.venv import plugin_venv
+from tests.postgres import postgres_admin_url, postgres_server, postgres_url
+
+__all__ = ["postgres_admin_url", "postgres_server", "postgres_url"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,26 @@
+"""The PostgreSQL backend of the Store: several hosts on one queue (DESIGN §9).
+
+Its driver is an optional extra (`pip install 'notifierd[postgresql]'`): nothing here imports
+it until a PostgresStore is made (`open_postgres`), so the embedded SQLite default needs none.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from notifierd.store.postgres.driver import require_driver
+from notifierd.store.postgres.url import is_postgres_url, redact_url
+
+if TYPE_CHECKING:
+    from notifierd.store.postgres.store import PostgresStore
+
+__all__ = ["is_postgres_url", "postgres_store", "redact_url"]
+
+
+def postgres_store(url: str, *, owner: str | None = None) -> PostgresStore:
+    """A PostgresStore for `url` (not opened yet). Raises StoreUnusable, saying how to install
+    it, when the driver is missing."""
+    require_driver()
+    from notifierd.store.postgres.store import PostgresStore  # noqa: PLC0415 - needs the driver
+
+    return PostgresStore(url, owner=owner)

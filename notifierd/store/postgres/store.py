@@ -1,0 +1,343 @@
+"""The PostgreSQL backend of the Store (DESIGN §3, §9): several notifierd hosts on one queue.
+
+Sessions come from a pool (`driver.py` sets each up for a queue); a write is one short
+transaction, most of them one statement. New jobs are group-committed (`intake.py`); claims
+take rows with SKIP LOCKED (`claims.py`); outcomes are fenced by the lease token
+(`outcomes.py`); counts come from a tally kept by triggers (`tally.py`); other hosts are woken
+by a coalesced NOTIFY after the commit (`wakeups.py`). Times are the database's clock
+(`now()`, `clock.py`): callers pass `store.now()` wherever the interface takes a `now`.
+
+Any failure of the database (down, unreachable, restarted) is a StoreError naming its URL
+without the password; the pool opens new sessions once it is back, so the Store resumes by
+itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
+
+import structlog
+
+from notifierd.config import RetryPolicy
+from notifierd.errors import StoreError
+from notifierd.messages import Outcome
+from notifierd.states import OutcomeKind
+from notifierd.store.base import (
+    ClaimResult,
+    DeliveryRecord,
+    JobRecord,
+    JobSummary,
+    Lapsed,
+    NewJob,
+    Retried,
+    Store,
+    StoreCounts,
+)
+from notifierd.store.postgres import claims, journal, operator, tally
+from notifierd.store.postgres import outcomes as outcome_sql
+from notifierd.store.postgres.clock import DatabaseClock
+from notifierd.store.postgres.driver import connect, create_pool, require_driver
+from notifierd.store.postgres.failures import retrying
+from notifierd.store.postgres.intake import Intake
+from notifierd.store.postgres.schema import migrate
+from notifierd.store.postgres.url import redact_url
+from notifierd.store.postgres.wakeups import Wakeups
+
+log = structlog.get_logger("notifierd.store")
+
+T = TypeVar("T")
+DEFAULT_POOL_SIZE = 10
+CLOSE_SECONDS = 5.0
+EXPIRE_BATCH = 5000
+
+EXPIRE = """
+WITH picked AS (
+    SELECT id FROM deliveries WHERE state = 'queued' AND expires_at <= $1
+     LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d
+   SET state = 'expired', updated_at = $1,
+       last_error = COALESCE(d.last_error, 'time-to-live passed before delivery')
+  FROM picked WHERE d.id = picked.id
+RETURNING d.channel
+"""
+
+RECOVER = """
+UPDATE deliveries
+   SET state = 'queued', lease_owner = NULL, lease_token = NULL, leased_until = NULL,
+       updated_at = $1
+ WHERE state = 'leased'
+"""
+
+HAS_PENDING = """
+SELECT EXISTS (SELECT 1 FROM deliveries WHERE state = 'queued' AND channel = $1)
+    OR EXISTS (SELECT 1 FROM deliveries WHERE state = 'leased' AND channel = $1)
+"""
+
+
+def new_node_id() -> str:
+    """`host:pid:random`: never the same twice, so a restarted host is a new node."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class PostgresStore(Store):
+    def __init__(
+        self, url: str, *, owner: str | None = None, pool_size: int = DEFAULT_POOL_SIZE
+    ) -> None:
+        require_driver()
+        self.url = url
+        self.owner = owner or new_node_id()
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._clock = DatabaseClock()
+        self._random = random.Random()
+        self._intake = Intake(url, self._acquire, self._committed)
+        self._wakeups = Wakeups(url, self.owner, self._acquire)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact_url(self.url)!r}, owner={self.owner!r})"
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        conn = await connect(self.url)
+        try:
+            await migrate(conn, self.url)
+            await self._clock.sync(conn)
+        finally:
+            await conn.close()
+        self._pool = await create_pool(self.url, self._pool_size)
+        await self._wakeups.start()
+
+    async def close(self) -> None:
+        await self._intake.drain()
+        await self._wakeups.stop()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_SECONDS)
+            except TimeoutError:
+                pool.terminate()
+
+    def now(self) -> float:
+        """The database's clock (see `clock.py`)."""
+        return self._clock.now()
+
+    def on_wake(self, callback: Callable[[str], None]) -> None:
+        """`callback(channel)` when new work for the channel may be due: after this host's
+        intake commits, and on another host's NOTIFY."""
+        self._wakeups.on_wake(callback)
+
+    def _acquire(self) -> Any:
+        if self._pool is None:
+            raise StoreError("the store is closed")
+        return self._pool.acquire()
+
+    def _committed(self, channels: set[str]) -> None:
+        self._wakeups.committed(channels)
+
+    async def _run(
+        self,
+        doing: str,
+        operation: Callable[[Any], Awaitable[T]],
+        *,
+        transaction: bool = False,
+        **options: Any,
+    ) -> T:
+        """`operation(conn)` on a pooled session, in a transaction if asked; a deadlock or a
+        serialization failure is tried again, any other failure is a StoreError."""
+
+        async def run() -> T:
+            async with self._acquire() as conn:
+                if not transaction:
+                    return await operation(conn)
+                async with conn.transaction(**options):
+                    return await operation(conn)
+
+        return await retrying(self.url, doing, run)
+
+    # -- operations -------------------------------------------------------------------------
+
+    async def recover(self, now: float) -> int:
+        async def run(conn: Any) -> int:
+            return operator.row_count(await conn.execute(RECOVER, now))
+
+        return await self._run("recover the leases in", run)
+
+    async def add(self, job: NewJob, now: float) -> int:
+        if self._pool is None:
+            raise StoreError("the store is closed")
+        return await self._intake.add(job, now)
+
+    async def claim(
+        self,
+        channel: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+        exclude_recipients: Collection[str] = (),
+    ) -> ClaimResult:
+        async def run(conn: Any) -> ClaimResult:
+            return await claims.claim(
+                conn,
+                channel=channel,
+                limit=limit,
+                now=now,
+                lease_seconds=lease_seconds,
+                exclude_recipients=exclude_recipients,
+                owner=self.owner,
+            )
+
+        return await self._run("claim from", run)
+
+    async def complete(
+        self, outcomes: Sequence[Outcome], policy: RetryPolicy, now: float
+    ) -> list[str | None]:
+        if not outcomes:
+            return []
+        if all(o.kind == OutcomeKind.DELIVERED for o in outcomes):
+
+            async def delivered(conn: Any) -> list[str | None]:
+                return await outcome_sql.complete_delivered(conn, outcomes, now)
+
+            return await self._run("write outcomes to", delivered)
+        # The jitter of a retry's delay: drawn only for what may be retried.
+        draw = self._random.uniform
+        spreads = [0.0 if o.kind == OutcomeKind.DELIVERED else draw(-1, 1) for o in outcomes]
+
+        async def run(conn: Any) -> list[str | None]:
+            return await outcome_sql.complete(conn, outcomes, policy, now, spreads)
+
+        return await self._run("write outcomes to", run, transaction=True)
+
+    async def expire(self, now: float) -> dict[str, int]:
+        expired: dict[str, int] = {}
+        while True:
+            rows = await self._run(
+                "expire deliveries in", lambda conn: conn.fetch(EXPIRE, now, EXPIRE_BATCH)
+            )
+            for row in rows:
+                expired[row[0]] = expired.get(row[0], 0) + 1
+            if len(rows) < EXPIRE_BATCH:
+                break
+        # Housekeeping runs this every second: the tally's changes are folded at the pace.
+        await self._run("count deliveries in", tally.rollup, transaction=True)
+        return expired
+
+    async def lapse_leases(self, now: float, policies: Mapping[str, RetryPolicy]) -> list[Lapsed]:
+        draw = self._random.uniform
+        lapsed: list[Lapsed] = []
+        while True:
+            batch = await self._run(
+                "lapse leases in",
+                lambda conn: outcome_sql.lapse(conn, now, policies, lambda: draw(-1, 1)),
+                transaction=True,
+            )
+            lapsed.extend(batch)
+            if len(batch) < outcome_sql.LAPSE_BATCH:
+                return lapsed
+
+    async def counts(self, now: float) -> dict[str, StoreCounts]:
+        await self._run("count deliveries in", tally.rollup, transaction=True)
+        return await self._run(
+            "count deliveries in",
+            lambda conn: tally.read(conn, now),
+            transaction=True,
+            isolation="repeatable_read",
+            readonly=True,
+        )
+
+    async def has_pending(self, channel: str) -> bool:
+        """SPEC "has jobs": a delivery of the channel queued or leased, not finished."""
+        found = await self._run("read", lambda conn: conn.fetchval(HAS_PENDING, channel))
+        return bool(found)
+
+    async def list_deliveries(
+        self, channel: str | None, state: str | None, limit: int
+    ) -> list[DeliveryRecord]:
+        return await self._run(
+            "read", lambda conn: journal.list_deliveries(conn, channel, state, limit)
+        )
+
+    async def requeue(
+        self,
+        now: float,
+        ids: Collection[int] = (),
+        channel: str | None = None,
+        state: str | None = None,
+        ttl_for: Mapping[str, float] | None = None,
+    ) -> int:
+        id_list = list(ids) if ids else None
+        channels: set[str] = set()
+        total = 0
+        while True:
+            requeued = await self._run(
+                "requeue deliveries in",
+                lambda conn: operator.requeue_batch(
+                    conn, now, ids=id_list, channel=channel, state=state, ttl_for=ttl_for or {}
+                ),
+            )
+            channels.update(requeued)
+            total += len(requeued)
+            if len(requeued) < operator.REQUEUE_BATCH:
+                break
+        if channels:
+            self._committed(channels)
+        return total
+
+    async def requeue_each(
+        self, now: float, ids: Sequence[int], *, by_job: bool, ttl_for: Mapping[str, float]
+    ) -> dict[int, Retried | None]:
+        done, channels = await self._run(
+            "requeue deliveries in",
+            lambda conn: operator.requeue_each(conn, now, ids, by_job=by_job, ttl_for=ttl_for),
+            transaction=True,
+        )
+        if channels:
+            self._committed(channels)
+        return done
+
+    async def list_jobs(
+        self, channel: str | None, state: str | None, limit: int
+    ) -> list[JobSummary]:
+        return await self._run("read", lambda conn: journal.list_jobs(conn, channel, state, limit))
+
+    async def prune(self, before: float, limit: int) -> int:
+        return await self._run(
+            "prune", lambda conn: operator.prune(conn, before, limit), transaction=True
+        )
+
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        return await self._run("read", lambda conn: journal.get_job(conn, job_id))
+
+    async def get_flags(self) -> dict[str, str]:
+        rows = await self._run("read", lambda conn: conn.fetch("SELECT name, value FROM flags"))
+        return {row[0]: row[1] for row in rows}
+
+    async def set_flag(self, name: str, value: str | None) -> None:
+        async def run(conn: Any) -> None:
+            if value is None:
+                await conn.execute("DELETE FROM flags WHERE name = $1", name)
+            else:
+                await conn.execute(
+                    "INSERT INTO flags (name, value) VALUES ($1, $2)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    name,
+                    value,
+                )
+            await conn.execute("UPDATE flags_version SET version = version + 1")
+
+        await self._run("set a flag in", run, transaction=True)
+
+    async def flags_version(self) -> int:
+        """Moves whenever a flag changes, on any host."""
+        version = await self._run(
+            "read", lambda conn: conn.fetchval("SELECT version FROM flags_version")
+        )
+        return int(version)

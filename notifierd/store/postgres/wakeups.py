@@ -1,0 +1,139 @@
+"""Wake-ups across hosts: after an intake batch commits, the local dispatchers of its channels
+are woken at once, and the other hosts through `NOTIFY notifierd_wake` - sent in its own
+statement after the commit, never inside the intake transaction (a NOTIFY takes a global lock
+at commit: one per intake transaction cut inserts from 3,073/s to 1,252/s), and at most once
+per `INTERVAL` per channel (a last one follows the interval, so no wake-up is lost). Every
+dispatcher still polls as a backstop for a notification lost with a dropped connection.
+
+The payload is "<channel> <owner>": a host ignores its own notifications (it woke its
+dispatchers already). LISTEN holds a session: it needs a direct connection to PostgreSQL,
+not one through a pooler in transaction mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from notifierd.store.postgres.driver import connect
+from notifierd.store.postgres.failures import DRIVER_ERRORS
+
+log = structlog.get_logger("notifierd.store")
+
+CHANNEL = "notifierd_wake"
+#: At most one NOTIFY per channel per this many seconds.
+INTERVAL = 0.05
+RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+NOTIFY = f"SELECT pg_notify('{CHANNEL}', c || ' ' || $2) FROM unnest($1::text[]) AS c"
+
+
+class Wakeups:
+    def __init__(self, url: str, owner: str, acquire: Callable[[], Any]) -> None:
+        self._url = url
+        self._owner = owner
+        self._acquire = acquire
+        self._callbacks: list[Callable[[str], None]] = []
+        #: Channel -> monotonic time of its last NOTIFY.
+        self._sent: dict[str, float] = {}
+        #: Channels whose NOTIFY waits for the end of their interval.
+        self._held: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    def on_wake(self, callback: Callable[[str], None]) -> None:
+        self._callbacks.append(callback)
+
+    def committed(self, channels: set[str]) -> None:
+        """An intake batch of these channels committed."""
+        for channel in channels:
+            self._wake(channel)
+        now = time.monotonic()
+        due = []
+        for channel in channels:
+            if channel in self._held:
+                continue
+            last = self._sent.get(channel)
+            if last is None or now - last >= INTERVAL:
+                self._sent[channel] = now
+                due.append(channel)
+            else:
+                self._held.add(channel)
+                asyncio.get_running_loop().call_later(last + INTERVAL - now, self._release, channel)
+        if due:
+            self._spawn(self._notify(due))
+
+    def _release(self, channel: str) -> None:
+        self._held.discard(channel)
+        self._sent[channel] = time.monotonic()
+        self._spawn(self._notify([channel]))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self, channels: list[str]) -> None:
+        try:
+            async with self._acquire() as conn:
+                await conn.execute(NOTIFY, channels, self._owner)
+        except DRIVER_ERRORS as exc:
+            # The other hosts poll: a lost wake-up only delays them.
+            log.warning("store.notify_failed", error=str(exc))
+
+    def _wake(self, channel: str) -> None:
+        for callback in self._callbacks:
+            callback(channel)
+
+    # -- listening --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def wait_listening(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), seconds)
+        return self._listening.is_set()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self) -> None:
+        failures = 0
+        while True:
+            conn = None
+            try:
+                conn = await connect(self._url)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, self._received)
+                self._listening.set()
+                failures = 0
+                await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: try again, never give up
+                log.warning("store.listen_failed", error=str(exc))
+            finally:
+                self._listening.clear()
+                if conn is not None and not conn.is_closed():
+                    await conn.close(timeout=1)
+            await asyncio.sleep(RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)])
+            failures += 1
+
+    def _received(self, _conn: Any, _pid: int, _name: str, payload: str) -> None:
+        channel, _, owner = payload.partition(" ")
+        if owner != self._owner:
+            self._wake(channel)
