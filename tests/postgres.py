@@ -17,6 +17,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,3 +186,32 @@ def postgres_server() -> Iterator[TempServer]:
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or exc
         pytest.fail(f"cannot start a PostgreSQL server of the test's own: {detail}")
+
+
+def check() -> int:
+    """For CI, before the tests: exit 1, saying why, when the tests could not have PostgreSQL."""
+    url = os.environ.get("NOTIFIERD_TEST_POSTGRES", DEFAULT_URL)
+    problem = _reachable(url)
+    if problem is not None:
+        print(
+            f"CI: PostgreSQL is not reachable at {url} ({problem}). The tests need it: start"
+            " it (127.0.0.1:5432, trust authentication for user postgres) or set"
+            " NOTIFIERD_TEST_POSTGRES to a server's URL",
+            file=sys.stderr,
+        )
+        return 1
+    missing = [name for name in ("initdb", "pg_ctl") if not (BINARIES / name).exists()]
+    if missing:
+        print(
+            f"CI: {', '.join(missing)} not found in {BINARIES}: the tests that restart a"
+            " PostgreSQL server start their own (install the server package, or set"
+            " NOTIFIERD_TEST_PG_BIN)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"CI: PostgreSQL reachable at {url}; server binaries in {BINARIES}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(check())
