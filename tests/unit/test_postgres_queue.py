@@ -141,7 +141,7 @@ async def test_claims_never_use_a_generic_plan(postgres_url: str) -> None:
     # The trap is real: a session as asyncpg sets it up by default falls into it.
     plain = await asyncpg.connect(postgres_url)
     try:
-        arguments: tuple[Any, ...] = ("c", time.time(), [], 10, "x", 1, time.time() + 60)
+        arguments: tuple[Any, ...] = ("c", time.time(), [], 10, "x", 1, time.time() + 60, 5.0)
         for _ in range(10):
             await plain.fetch(claims.CLAIM, *arguments)
         generic = await plain.fetchval(

@@ -5,6 +5,10 @@ different rows without waiting for each other, and the CTE is evaluated once, so
 cannot be re-applied per row of the UPDATE (Oban's note in engines/basic.ex). The same
 statement returns the messages and the earliest due time of what stays queued, so a claim is
 one round trip and one commit.
+
+A host leases only while its own heartbeat is fresh (younger than half of `dead_after`, on the
+database's clock): a host that was stopped, or cut off, long enough to be declared dead by
+others cannot take work it would then hold as a zombie (self-fencing, `nodes.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ WITH c AS MATERIALIZED (
     SELECT id FROM deliveries
      WHERE state = 'queued' AND channel = $1 AND due_at <= $2 AND expires_at > $2
        AND recipient <> ALL($3::text[])
+       AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $5
+                   AND heartbeat_at > now() - make_interval(secs => $8))
      ORDER BY due_at
      LIMIT $4
        FOR UPDATE SKIP LOCKED
@@ -51,11 +57,20 @@ async def claim(
     lease_seconds: float,
     exclude_recipients: Collection[str],
     owner: str,
+    fresh_within: float,
 ) -> ClaimResult:
     token = secrets.randbits(62)
     leased_until = now + lease_seconds
     rows = await conn.fetch(
-        CLAIM, channel, now, list(exclude_recipients), limit, owner, token, leased_until
+        CLAIM,
+        channel,
+        now,
+        list(exclude_recipients),
+        limit,
+        owner,
+        token,
+        leased_until,
+        fresh_within,
     )
     next_due = rows[0]["next_due"] if rows else None
     leased = [row for row in rows if row["id"] is not None]

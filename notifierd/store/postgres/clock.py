@@ -29,7 +29,10 @@ class DatabaseClock:
     async def sync(self, conn: Any) -> None:
         before = time.monotonic()
         server = float(await conn.fetchval(CLOCK))
-        after = time.monotonic()
+        self.record(server, before, time.monotonic())
+
+    def record(self, server: float, before: float, after: float) -> None:
+        """The database's clock read as `server` between the monotonic `before` and `after`."""
         self._offset = server - (before + after) / 2
         self.uncertainty = (after - before) / 2
 

@@ -133,8 +133,3 @@ async def prune(conn: Any, before: float, limit: int) -> int:
     if rows:
         await conn.execute(PRUNE_JOBS, list({row[0] for row in rows}))
     return len(rows)
-
-
-def row_count(status: str) -> int:
-    """The row count of a command status such as 'UPDATE 12'."""
-    return int(status.rsplit(" ", 1)[-1])

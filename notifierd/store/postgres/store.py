@@ -39,12 +39,13 @@ from notifierd.store.base import (
     Store,
     StoreCounts,
 )
-from notifierd.store.postgres import claims, journal, operator, tally
+from notifierd.store.postgres import claims, journal, nodes, operator, tally
 from notifierd.store.postgres import outcomes as outcome_sql
 from notifierd.store.postgres.clock import DatabaseClock
 from notifierd.store.postgres.driver import connect, create_pool, require_driver
 from notifierd.store.postgres.failures import retrying
 from notifierd.store.postgres.intake import Intake
+from notifierd.store.postgres.liveness import Liveness
 from notifierd.store.postgres.schema import migrate
 from notifierd.store.postgres.url import redact_url
 from notifierd.store.postgres.wakeups import Wakeups
@@ -55,6 +56,8 @@ T = TypeVar("T")
 DEFAULT_POOL_SIZE = 10
 CLOSE_SECONDS = 5.0
 EXPIRE_BATCH = 5000
+#: Seconds without a heartbeat after which a host is declared dead (`--dead-after`).
+DEFAULT_DEAD_AFTER = 10.0
 
 EXPIRE = """
 WITH picked AS (
@@ -66,13 +69,6 @@ UPDATE deliveries d
        last_error = COALESCE(d.last_error, 'time-to-live passed before delivery')
   FROM picked WHERE d.id = picked.id
 RETURNING d.channel
-"""
-
-RECOVER = """
-UPDATE deliveries
-   SET state = 'queued', lease_owner = NULL, lease_token = NULL, leased_until = NULL,
-       updated_at = $1
- WHERE state = 'leased'
 """
 
 HAS_PENDING = """
@@ -88,7 +84,12 @@ def new_node_id() -> str:
 
 class PostgresStore(Store):
     def __init__(
-        self, url: str, *, owner: str | None = None, pool_size: int = DEFAULT_POOL_SIZE
+        self,
+        url: str,
+        *,
+        owner: str | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        dead_after: float = DEFAULT_DEAD_AFTER,
     ) -> None:
         require_driver()
         self.url = url
@@ -97,8 +98,18 @@ class PostgresStore(Store):
         self._pool: Any = None
         self._clock = DatabaseClock()
         self._random = random.Random()
+        self._wake_callbacks: list[Callable[[str], None]] = []
         self._intake = Intake(url, self._acquire, self._committed)
-        self._wakeups = Wakeups(url, self.owner, self._acquire)
+        self._wakeups = Wakeups(url, lambda: self.owner, self._acquire, self._wake)
+        self._liveness = Liveness(
+            run=self._run,
+            clock=self._clock,
+            dead_after=dead_after,
+            get_owner=lambda: self.owner,
+            set_owner=self._set_owner,
+            new_owner=new_node_id,
+            requeued=self._committed,
+        )
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact_url(self.url)!r}, owner={self.owner!r})"
@@ -113,11 +124,21 @@ class PostgresStore(Store):
         finally:
             await conn.close()
         self._pool = await create_pool(self.url, self._pool_size)
+        try:
+            await self._liveness.start()
+        except BaseException:
+            await self._close_pool()
+            raise
         await self._wakeups.start()
 
     async def close(self) -> None:
         await self._intake.drain()
+        if self._pool is not None:
+            await self._liveness.stop()
         await self._wakeups.stop()
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -132,7 +153,22 @@ class PostgresStore(Store):
     def on_wake(self, callback: Callable[[str], None]) -> None:
         """`callback(channel)` when new work for the channel may be due: after this host's
         intake commits, and on another host's NOTIFY."""
-        self._wakeups.on_wake(callback)
+        self._wake_callbacks.append(callback)
+
+    def _wake(self, channels: set[str]) -> None:
+        for channel in channels:
+            for callback in self._wake_callbacks:
+                try:
+                    callback(channel)
+                except Exception:
+                    log.exception("store.wake_failed", channel=channel)
+
+    def fence_deadline(self) -> float:
+        """The monotonic time until which this host may start a send (`liveness.py`)."""
+        return self._liveness.fence_deadline
+
+    def _set_owner(self, owner: str) -> None:
+        self.owner = owner
 
     def _acquire(self) -> Any:
         if self._pool is None:
@@ -164,11 +200,18 @@ class PostgresStore(Store):
 
     # -- operations -------------------------------------------------------------------------
 
-    async def recover(self, now: float) -> int:
-        async def run(conn: Any) -> int:
-            return operator.row_count(await conn.execute(RECOVER, now))
-
-        return await self._run("recover the leases in", run)
+    async def recover(self, now: float, owner: str | None = None) -> int:
+        """Leases of `owner` back to queued; None: of every owner that is not alive (no
+        heartbeat within `dead_after`), and this Store's own (from an earlier run). The
+        attempts stay counted; the requeue time is the database's."""
+        dead_after = self._liveness.dead_after
+        channels = await self._run(
+            "recover the leases in",
+            lambda conn: nodes.recover(conn, owner, dead_after, self.owner),
+        )
+        if channels:
+            self._committed(set(channels))
+        return len(channels)
 
     async def add(self, job: NewJob, now: float) -> int:
         if self._pool is None:
@@ -192,6 +235,7 @@ class PostgresStore(Store):
                 lease_seconds=lease_seconds,
                 exclude_recipients=exclude_recipients,
                 owner=self.owner,
+                fresh_within=self._liveness.dead_after / 2,
             )
 
         return await self._run("claim from", run)

@@ -34,11 +34,17 @@ NOTIFY = f"SELECT pg_notify('{CHANNEL}', c || ' ' || $2) FROM unnest($1::text[])
 
 
 class Wakeups:
-    def __init__(self, url: str, owner: str, acquire: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        url: str,
+        owner: Callable[[], str],
+        acquire: Callable[[], Any],
+        wake: Callable[[set[str]], None],
+    ) -> None:
         self._url = url
         self._owner = owner
         self._acquire = acquire
-        self._callbacks: list[Callable[[str], None]] = []
+        self._wake = wake
         #: Channel -> monotonic time of its last NOTIFY.
         self._sent: dict[str, float] = {}
         #: Channels whose NOTIFY waits for the end of their interval.
@@ -47,13 +53,9 @@ class Wakeups:
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
 
-    def on_wake(self, callback: Callable[[str], None]) -> None:
-        self._callbacks.append(callback)
-
     def committed(self, channels: set[str]) -> None:
-        """An intake batch of these channels committed."""
-        for channel in channels:
-            self._wake(channel)
+        """New work of these channels committed (an intake batch, a retry, a recovery)."""
+        self._wake(channels)
         now = time.monotonic()
         due = []
         for channel in channels:
@@ -82,14 +84,10 @@ class Wakeups:
     async def _notify(self, channels: list[str]) -> None:
         try:
             async with self._acquire() as conn:
-                await conn.execute(NOTIFY, channels, self._owner)
+                await conn.execute(NOTIFY, channels, self._owner())
         except DRIVER_ERRORS as exc:
             # The other hosts poll: a lost wake-up only delays them.
             log.warning("store.notify_failed", error=str(exc))
-
-    def _wake(self, channel: str) -> None:
-        for callback in self._callbacks:
-            callback(channel)
 
     # -- listening --------------------------------------------------------------------------
 
@@ -135,5 +133,5 @@ class Wakeups:
 
     def _received(self, _conn: Any, _pid: int, _name: str, payload: str) -> None:
         channel, _, owner = payload.partition(" ")
-        if owner != self._owner:
-            self._wake(channel)
+        if owner != self._owner():
+            self._wake({channel})
