@@ -19,18 +19,32 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+T = TypeVar("T")
 BINARIES = Path(os.environ.get("NOTIFIERD_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 #: initdb and the server refuse to run as root: as root, they run as this user.
 SERVER_USER = "postgres"
 START_SECONDS = 60
+
+
+def run_sync(coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to its end from synchronous code, even code called from a running
+    event loop (a fixture an async fixture asked for): then on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine())
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine()).result()
 
 
 def _reachable(url: str) -> str | None:
@@ -41,7 +55,7 @@ def _reachable(url: str) -> str | None:
         await conn.close()
 
     try:
-        asyncio.run(probe())
+        run_sync(probe)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -145,7 +159,7 @@ def create_database(admin: str, prefix: str = "notifierd_test") -> str:
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    run_sync(create)
     return with_database(admin, name)
 
 
@@ -159,7 +173,7 @@ def drop_database(admin: str, url: str) -> None:
         finally:
             await conn.close()
 
-    asyncio.run(drop())
+    run_sync(drop)
 
 
 @pytest.fixture(scope="session")

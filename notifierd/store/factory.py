@@ -3,7 +3,8 @@
 - `sqlite:///ABSOLUTE/PATH` (percent-encoded): the embedded default, one database file;
   `default_store_url(state_dir)` is `STATE_DIR/notifierd.db`'s.
 - `postgresql://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgres://`): several hosts sharing one
-  queue (DESIGN §9). Reserved: this build has no PostgreSQL backend yet.
+  queue (DESIGN §9). Its driver is the optional extra `postgresql`: without it, opening such a
+  URL says `pip install 'notifierd[postgresql]'`.
 
 A backend's module is imported only when its URL is opened, so that the port and the other
 backends load without it. To add one: its scheme in `_SCHEMES`, and a function that makes its
@@ -142,8 +143,17 @@ def _open_sqlite(url: StoreUrl, owner: str | None) -> Store:
     return SqliteStore(url.path, owner=owner)
 
 
+def _open_postgresql(url: StoreUrl, owner: str | None) -> Store:
+    from notifierd.store.postgres import DriverMissing, postgres_store  # noqa: PLC0415
+
+    try:
+        return postgres_store(url.url, owner=owner)
+    except DriverMissing as exc:
+        raise StoreUrlError(f"the store URL {url.shown!r}: {exc}") from None
+
+
 #: What makes each backend's Store; None: reserved, not in this build yet.
 _OPENERS: dict[str, Callable[[StoreUrl, str | None], Store] | None] = {
     _SQLITE: _open_sqlite,
-    _POSTGRESQL: None,
+    _POSTGRESQL: _open_postgresql,
 }

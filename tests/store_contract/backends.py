@@ -1,23 +1,18 @@
 """The backends the Store contract runs against: one `pytest.param` each in `BACKENDS`.
 
-A backend is an async context manager factory: given a fresh temporary directory, it yields a
-`Backend`, whose `store(owner)` makes a new Store (not opened) on the one database of this
-test; several Stores made by one Backend share that data, as several hosts share a cluster's
-database. On exit, the Backend drops what it made.
+A backend is an async context manager factory: given a fresh temporary directory and the
+test's request (for the fixtures it needs), it yields a `Backend`, whose `store(owner)` makes a
+new Store (not opened) on the one database of this test; several Stores made by one Backend
+share that data, as several hosts share a cluster's database. On exit, the Backend drops what
+it made.
 
-To run the contract against another backend (PostgreSQL, DESIGN §9): write a factory like
-`sqlite_backend` that creates an empty database (for PostgreSQL: `CREATE DATABASE` a unique
-name on the test server, its URL passed to `open_store`), yields a `UrlBackend` on its URL,
-and drops the database on exit; then add one entry to `BACKENDS`, e.g.
-
-    pytest.param(postgresql_backend, id="postgresql", marks=requires_postgresql)
-
-where `requires_postgresql` skips the param with a reason when no server answers (never
-silently). Nothing else changes: every test of the suite then runs against both.
+PostgreSQL: a fresh database on the tests' server (`tests.postgres`: 127.0.0.1:5432, or one
+the tests start), dropped on exit. Never skipped: without a server the tests fail.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -28,6 +23,7 @@ import pytest
 
 from notifierd.store import Store, open_store
 from notifierd.store.factory import default_store_url
+from tests.postgres import create_database, drop_database
 
 
 class UrlBackend:
@@ -41,12 +37,27 @@ class UrlBackend:
 
 
 @contextlib.asynccontextmanager
-async def sqlite_backend(directory: Path) -> AsyncIterator[UrlBackend]:
+async def sqlite_backend(
+    directory: Path, _request: pytest.FixtureRequest
+) -> AsyncIterator[UrlBackend]:
     yield UrlBackend(default_store_url(directory / "state"))
 
 
-BackendFactory = Callable[[Path], AbstractAsyncContextManager[UrlBackend]]
+@contextlib.asynccontextmanager
+async def postgresql_backend(
+    _directory: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[UrlBackend]:
+    admin: str = request.getfixturevalue("postgres_admin_url")
+    url = await asyncio.to_thread(create_database, admin)
+    try:
+        yield UrlBackend(url)
+    finally:
+        await asyncio.to_thread(drop_database, admin, url)
+
+
+BackendFactory = Callable[[Path, pytest.FixtureRequest], AbstractAsyncContextManager[UrlBackend]]
 
 BACKENDS: list[Any] = [
     pytest.param(sqlite_backend, id="sqlite"),
+    pytest.param(postgresql_backend, id="postgresql"),
 ]

@@ -16,7 +16,7 @@ from tests.store_contract.helpers import OWNER
 @pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UrlBackend]:
     factory: BackendFactory = request.param
-    async with factory(tmp_path) as made:
+    async with factory(tmp_path, request) as made:
         yield made
 
 

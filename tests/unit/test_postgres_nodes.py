@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from notifierd.config import RetryPolicy
 from notifierd.messages import Outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import OutcomeKind
 from notifierd.store.base import NewJob
 from notifierd.store.postgres.store import PostgresStore

@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from notifierd.config import RetryPolicy
 from notifierd.errors import IdempotencyKeyReused, StoreError
 from notifierd.messages import Outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import OutcomeKind
 from notifierd.store.base import NewJob, StoreCounts
 from notifierd.store.postgres import claims, intake, wakeups

@@ -102,14 +102,25 @@ def test_a_bad_url_says_what_is_wrong(url: str, says: str) -> None:
     assert "hunter2" not in str(caught.value)
 
 
-def test_a_postgresql_url_is_refused_without_its_password() -> None:
+def test_a_postgresql_url_makes_a_postgresql_store_not_connected_yet() -> None:
     url = "postgresql://notifierd:hunter2@db.example:5432/queue?sslmode=require"
     assert parse_store_url(url).backend == "postgresql"
+    store = open_store(url, owner="host:1:abcd")
+    assert type(store).__name__ == "PostgresStore"
+    assert store.owner == "host:1:abcd"
+    assert store.location == "postgresql://notifierd:***@db.example:5432/queue?sslmode=require"
+
+
+def test_a_postgresql_url_without_the_driver_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # `import asyncpg` fails
+    url = "postgresql://notifierd:hunter2@db.example:5432/queue?sslmode=require"
     with pytest.raises(StoreUrlError) as caught:
         open_store(url)
     message = str(caught.value)
     assert "postgresql://notifierd:***@db.example:5432/queue?sslmode=require" in message
-    assert "PostgreSQL" in message
+    assert "pip install 'notifierd[postgresql]'" in message
     assert "hunter2" not in message
     assert isinstance(caught.value, ConfigError)
 
@@ -176,7 +187,7 @@ def test_the_store_url_defaults_to_the_state_dirs_database(
 @pytest.mark.parametrize(
     ("given", "says"),
     [
-        (["--store-url", "postgres://u:hunter2@db/q"], "postgres://u:***@db/q"),
+        (["--store-url", "mysql://u:hunter2@db/q"], "mysql://u:***@db/q"),
         (["--store-url", "/var/q.db"], "is not a URL"),
     ],
 )

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from notifierd.store.postgres.driver import require_driver
+from notifierd.store.postgres.driver import DriverMissing, require_driver
 from notifierd.store.postgres.url import is_postgres_url, redact_url
 
 if TYPE_CHECKING:
     from notifierd.store.postgres.store import PostgresStore
 
-__all__ = ["is_postgres_url", "postgres_store", "redact_url"]
+__all__ = ["DriverMissing", "is_postgres_url", "postgres_store", "redact_url"]
 
 
 def postgres_store(url: str, *, owner: str | None = None) -> PostgresStore:
-    """A PostgresStore for `url` (not opened yet). Raises StoreUnusable, saying how to install
+    """A PostgresStore for `url` (not opened yet). Raises DriverMissing, saying how to install
     it, when the driver is missing."""
     require_driver()
     from notifierd.store.postgres.store import PostgresStore  # noqa: PLC0415 - needs the driver

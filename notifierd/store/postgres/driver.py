@@ -31,14 +31,17 @@ SESSION_SETTINGS = {
 COMMAND_TIMEOUT = 40.0
 
 
+class DriverMissing(StoreUnusable):
+    """The PostgreSQL driver is not installed."""
+
+
 def require_driver() -> Any:
-    """The asyncpg module, or a StoreError saying how to install it."""
+    """The asyncpg module, or DriverMissing saying how to install it."""
     try:
         import asyncpg  # noqa: PLC0415 - an optional dependency
     except ImportError as exc:
-        raise StoreUnusable(
-            "a postgresql:// store URL needs the PostgreSQL driver, which is not installed:"
-            f" {INSTALL_HINT}"
+        raise DriverMissing(
+            f"a PostgreSQL store needs its driver, which is not installed: {INSTALL_HINT}"
         ) from exc
     return asyncpg
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from notifierd.config import RetryPolicy
 from notifierd.lifecycle import after_outcome
 from notifierd.messages import Outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import DeliveryState, OutcomeKind
 from notifierd.store.base import Lapsed
 

@@ -15,31 +15,32 @@ itself.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import secrets
-import socket
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 import structlog
 
-from notifierd.config import RetryPolicy
 from notifierd.errors import StoreError
 from notifierd.messages import Outcome
+from notifierd.retry import RetryPolicy
 from notifierd.states import OutcomeKind
 from notifierd.store.base import (
+    KEEP,
+    ChannelStateRecord,
     ClaimResult,
     DeliveryRecord,
     JobRecord,
     JobSummary,
+    Keep,
     Lapsed,
     NewJob,
     Retried,
     Store,
     StoreCounts,
+    new_owner,
 )
-from notifierd.store.postgres import claims, journal, nodes, operator, tally
+from notifierd.store.postgres import claims, journal, nodes, operator, switches, tally
 from notifierd.store.postgres import outcomes as outcome_sql
 from notifierd.store.postgres.clock import DatabaseClock
 from notifierd.store.postgres.driver import connect, create_pool, require_driver
@@ -77,11 +78,6 @@ SELECT EXISTS (SELECT 1 FROM deliveries WHERE state = 'queued' AND channel = $1)
 """
 
 
-def new_node_id() -> str:
-    """`host:pid:random`: never the same twice, so a restarted host is a new node."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
 class PostgresStore(Store):
     def __init__(
         self,
@@ -92,13 +88,12 @@ class PostgresStore(Store):
         dead_after: float = DEFAULT_DEAD_AFTER,
     ) -> None:
         require_driver()
+        super().__init__(owner)
         self.url = url
-        self.owner = owner or new_node_id()
         self._pool_size = pool_size
         self._pool: Any = None
         self._clock = DatabaseClock()
         self._random = random.Random()
-        self._wake_callbacks: list[Callable[[str], None]] = []
         self._intake = Intake(url, self._acquire, self._committed)
         self._wakeups = Wakeups(url, lambda: self.owner, self._acquire, self._wake)
         self._liveness = Liveness(
@@ -107,12 +102,16 @@ class PostgresStore(Store):
             dead_after=dead_after,
             get_owner=lambda: self.owner,
             set_owner=self._set_owner,
-            new_owner=new_node_id,
+            new_owner=new_owner,
             requeued=self._committed,
         )
 
     def __repr__(self) -> str:
-        return f"PostgresStore({redact_url(self.url)!r}, owner={self.owner!r})"
+        return f"PostgresStore({self.location!r}, owner={self.owner!r})"
+
+    @property
+    def location(self) -> str:
+        return redact_url(self.url)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -149,19 +148,6 @@ class PostgresStore(Store):
     def now(self) -> float:
         """The database's clock (see `clock.py`)."""
         return self._clock.now()
-
-    def on_wake(self, callback: Callable[[str], None]) -> None:
-        """`callback(channel)` when new work for the channel may be due: after this host's
-        intake commits, and on another host's NOTIFY."""
-        self._wake_callbacks.append(callback)
-
-    def _wake(self, channels: set[str]) -> None:
-        for channel in channels:
-            for callback in self._wake_callbacks:
-                try:
-                    callback(channel)
-                except Exception:
-                    log.exception("store.wake_failed", channel=channel)
 
     def fence_deadline(self) -> float:
         """The monotonic time until which this host may start a send (`liveness.py`)."""
@@ -361,27 +347,30 @@ class PostgresStore(Store):
         return await self._run("read", lambda conn: journal.get_job(conn, job_id))
 
     async def get_flags(self) -> dict[str, str]:
-        rows = await self._run("read", lambda conn: conn.fetch("SELECT name, value FROM flags"))
-        return {row[0]: row[1] for row in rows}
+        return await self._run("read", switches.get_flags)
 
     async def set_flag(self, name: str, value: str | None) -> None:
-        async def run(conn: Any) -> None:
-            if value is None:
-                await conn.execute("DELETE FROM flags WHERE name = $1", name)
-            else:
-                await conn.execute(
-                    "INSERT INTO flags (name, value) VALUES ($1, $2)"
-                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    name,
-                    value,
-                )
-            await conn.execute("UPDATE flags_version SET version = version + 1")
-
-        await self._run("set a flag in", run, transaction=True)
+        await self._run(
+            "set a flag in",
+            lambda conn: switches.set_flag(conn, name, value),
+            transaction=True,
+        )
 
     async def flags_version(self) -> int:
-        """Moves whenever a flag changes, on any host."""
-        version = await self._run(
-            "read", lambda conn: conn.fetchval("SELECT version FROM flags_version")
+        return await self._run("read", switches.flags_version)
+
+    async def set_channel_state(
+        self,
+        channel: str,
+        *,
+        cooldown_until: float | Keep | None = KEEP,
+        misconfigured: str | Keep | None = KEEP,
+    ) -> None:
+        await self._run(
+            "set a channel's state in",
+            lambda conn: switches.set_channel_state(conn, channel, cooldown_until, misconfigured),
+            transaction=True,
         )
-        return int(version)
+
+    async def channel_states(self) -> dict[str, ChannelStateRecord]:
+        return await self._run("read", switches.channel_states)
