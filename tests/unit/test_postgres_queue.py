@@ -310,3 +310,16 @@ async def test_prune_goes_in_batches(postgres_url: str) -> None:
         assert await store.prune(now + 1, 2) == 1
         assert await store.prune(now + 1, 2) == 0
         assert await store.list_jobs(None, None, 10) == []
+
+
+async def test_closing_with_a_notification_held_back_is_clean(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = PostgresStore(postgres_url, pool_size=2)
+    await store.open()
+    await store.add(job("first"), store.now())
+    await store.add(job("second"), store.now())  # within the interval: its NOTIFY waits
+    assert store._wakeups._held
+    await store.close()
+    await asyncio.sleep(2 * wakeups.INTERVAL)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

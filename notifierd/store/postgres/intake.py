@@ -85,11 +85,15 @@ class Intake:
         self._pending: list[Pending] = []
         self._task: asyncio.Task[None] | None = None
         self._scheduled = False
+        #: Set while nothing is pending or committing.
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def add(self, job: NewJob, now: float) -> asyncio.Future[int]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
         self._pending.append((job, now, future))
+        self._idle.clear()
         if not self._scheduled and self._task is None:
             # Not at once: let every add of this turn of the loop join the batch.
             self._scheduled = True
@@ -98,11 +102,7 @@ class Intake:
 
     async def drain(self) -> None:
         """Wait until nothing is pending or committing."""
-        while self._task is not None or self._pending:
-            if self._task is not None:
-                await asyncio.shield(self._task)
-            else:
-                await asyncio.sleep(0)
+        await self._idle.wait()
 
     def _start(self) -> None:
         self._scheduled = False
@@ -110,11 +110,15 @@ class Intake:
         if batch:
             self._task = asyncio.get_running_loop().create_task(self._commit(batch))
             self._task.add_done_callback(self._done)
+        else:
+            self._idle.set()
 
     def _done(self, _task: asyncio.Task[None]) -> None:
         self._task = None
         if self._pending:
             self._start()
+        elif not self._scheduled:
+            self._idle.set()
 
     async def _commit(self, batch: list[Pending]) -> None:
         jobs = [(job, now) for job, now, _ in batch]

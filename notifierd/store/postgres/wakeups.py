@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from notifierd.errors import StoreError
 from notifierd.store.postgres.driver import connect
 from notifierd.store.postgres.failures import DRIVER_ERRORS
 
@@ -30,6 +31,8 @@ CHANNEL = "notifierd_wake"
 INTERVAL = 0.05
 RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
+#: A NOTIFY that fails (the database away, the Store closing) is only logged.
+_NOTIFY_ERRORS: tuple[type[BaseException], ...] = (StoreError, *DRIVER_ERRORS)
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', c || ' ' || $2) FROM unnest($1::text[]) AS c"
 
 
@@ -47,8 +50,8 @@ class Wakeups:
         self._wake = wake
         #: Channel -> monotonic time of its last NOTIFY.
         self._sent: dict[str, float] = {}
-        #: Channels whose NOTIFY waits for the end of their interval.
-        self._held: set[str] = set()
+        #: Channels whose NOTIFY waits for the end of their interval, and its timer.
+        self._held: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -66,13 +69,14 @@ class Wakeups:
                 self._sent[channel] = now
                 due.append(channel)
             else:
-                self._held.add(channel)
-                asyncio.get_running_loop().call_later(last + INTERVAL - now, self._release, channel)
+                self._held[channel] = asyncio.get_running_loop().call_later(
+                    last + INTERVAL - now, self._release, channel
+                )
         if due:
             self._spawn(self._notify(due))
 
     def _release(self, channel: str) -> None:
-        self._held.discard(channel)
+        self._held.pop(channel, None)
         self._sent[channel] = time.monotonic()
         self._spawn(self._notify([channel]))
 
@@ -85,7 +89,7 @@ class Wakeups:
         try:
             async with self._acquire() as conn:
                 await conn.execute(NOTIFY, channels, self._owner())
-        except DRIVER_ERRORS as exc:
+        except _NOTIFY_ERRORS as exc:
             # The other hosts poll: a lost wake-up only delays them.
             log.warning("store.notify_failed", error=str(exc))
 
@@ -100,6 +104,9 @@ class Wakeups:
         return self._listening.is_set()
 
     async def stop(self) -> None:
+        for timer in self._held.values():
+            timer.cancel()
+        self._held.clear()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
