@@ -76,7 +76,9 @@ async def create_pool(url: str, size: int) -> Any:
     try:
         return await asyncpg.create_pool(
             url,
-            min_size=1,
+            # No floor: asyncpg would keep reconnecting it (and logging a traceback each time)
+            # while the database is away; the heartbeat keeps a session in use anyway.
+            min_size=0,
             max_size=size,
             timeout=CONNECT_TIMEOUT,
             command_timeout=COMMAND_TIMEOUT,
