@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from notifierd import daemon
 from notifierd.errors import IdempotencyKeyReused, StoreError
 from notifierd.messages import Outcome
 from notifierd.retry import RetryPolicy
@@ -141,7 +142,10 @@ async def test_claims_never_use_a_generic_plan(postgres_url: str) -> None:
     # The trap is real: a session as asyncpg sets it up by default falls into it.
     plain = await asyncpg.connect(postgres_url)
     try:
-        arguments: tuple[Any, ...] = ("c", time.time(), [], 10, "x", 1, time.time() + 60, 5.0)
+        arguments: tuple[Any, ...] = (
+            *("c", time.time(), [], 10, "x", 1, time.time() + 60, 5.0),
+            *(claims.PAUSED_FLAG, claims.STOPPED_FLAG),
+        )
         for _ in range(10):
             await plain.fetch(claims.CLAIM, *arguments)
         generic = await plain.fetchval(
@@ -323,3 +327,30 @@ async def test_closing_with_a_notification_held_back_is_clean(
     await store.close()
     await asyncio.sleep(2 * wakeups.INTERVAL)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_no_lease_while_paused_stopped_or_cooling_down_on_any_host(
+    postgres_url: str,
+) -> None:
+    assert (claims.PAUSED_FLAG, claims.STOPPED_FLAG) == (daemon.PAUSED_FLAG, daemon.STOPPED_FLAG)
+    async with opened(postgres_url) as a, opened(postgres_url) as b:
+        now = a.now()
+        for channel in ("c", "d"):
+            await a.add(job(channel=channel), now)
+
+        async def leasable(channel: str) -> bool:
+            # A claim that leases is undone at once, so the next look finds the same.
+            result = await a.claim(channel, 1, now, LEASE)
+            if result.deliveries:
+                await a.recover(now, owner=a.owner)
+            return bool(result.deliveries)
+
+        await b.set_flag("paused", "1")
+        assert not await leasable("c") and not await leasable("d")
+        await b.set_flag("paused", None)
+        await b.set_flag("stopped:c", "1")
+        assert not await leasable("c") and await leasable("d")
+        await b.set_flag("stopped:c", None)
+        await b.set_channel_state("c", cooldown_until=now + 30)
+        assert not await leasable("c") and await leasable("d")
+        assert (await a.claim("c", 1, now + 30, LEASE)).deliveries  # the cool-down is over

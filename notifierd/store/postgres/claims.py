@@ -6,6 +6,10 @@ cannot be re-applied per row of the UPDATE (Oban's note in engines/basic.ex). Th
 statement returns the messages and the earliest due time of what stays queued, so a claim is
 one round trip and one commit.
 
+The switches are checked in the same statement: nothing is leased while the service is paused,
+the channel stopped, or cooling down after a remote's Retry-After, whichever host set it - a
+host that has not heard of the change yet still cannot deliver.
+
 A host leases only while its own heartbeat is fresh (younger than half of `dead_after`, on the
 database's clock): a host that was stopped, or cut off, long enough to be declared dead by
 others cannot take work it would then hold as a zombie (self-fencing, `nodes.py`).
@@ -20,11 +24,18 @@ from typing import Any
 from notifierd.messages import Delivery
 from notifierd.store.base import ClaimResult
 
+#: The switches' names, as the daemon sets them (daemon.PAUSED_FLAG, daemon.STOPPED_FLAG).
+PAUSED_FLAG = "paused"
+STOPPED_FLAG = "stopped:"  # + the channel's name
+
 CLAIM = """
 WITH c AS MATERIALIZED (
     SELECT id FROM deliveries
      WHERE state = 'queued' AND channel = $1 AND due_at <= $2 AND expires_at > $2
        AND recipient <> ALL($3::text[])
+       AND NOT EXISTS (SELECT 1 FROM flags WHERE name IN ($9, $10 || $1))
+       AND NOT EXISTS (SELECT 1 FROM channel_state s
+                        WHERE s.channel = $1 AND s.cooldown_until > $2)
        AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $5
                    AND heartbeat_at > now() - make_interval(secs => $8))
      ORDER BY due_at
@@ -71,6 +82,8 @@ async def claim(
         token,
         leased_until,
         fresh_within,
+        PAUSED_FLAG,
+        STOPPED_FLAG,
     )
     next_due = rows[0]["next_due"] if rows else None
     leased = [row for row in rows if row["id"] is not None]
