@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from notifierd.store.postgres.driver import DriverMissing, require_driver
-from notifierd.store.postgres.url import is_postgres_url, redact_url
 
 if TYPE_CHECKING:
     from notifierd.store.postgres.store import PostgresStore
 
-__all__ = ["DriverMissing", "is_postgres_url", "postgres_store", "redact_url"]
+__all__ = ["DriverMissing", "postgres_store"]
 
 
 def postgres_store(url: str, *, owner: str | None = None) -> PostgresStore:

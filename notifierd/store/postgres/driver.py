@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from notifierd.errors import StoreError, StoreUnusable
-from notifierd.store.postgres.url import redact_url
+from notifierd.store.factory import url_without_password
 
 INSTALL_HINT = "pip install 'notifierd[postgresql]'"
 CONNECT_TIMEOUT = 10.0
@@ -51,7 +51,7 @@ def connection_failure(url: str, exc: BaseException) -> StoreError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, TimeoutError):
         detail = f"no answer within {CONNECT_TIMEOUT:g} s"
-    return StoreError(f"cannot connect to the database {redact_url(url)}: {detail}")
+    return StoreError(f"cannot connect to the database {url_without_password(url)}: {detail}")
 
 
 async def connect(url: str, **options: Any) -> Any:
@@ -68,7 +68,7 @@ async def connect(url: str, **options: Any) -> Any:
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise connection_failure(url, exc) from exc
     except ValueError as exc:  # a URL asyncpg cannot parse
-        raise StoreError(f"invalid database URL {redact_url(url)}: {exc}") from exc
+        raise StoreError(f"invalid database URL {url_without_password(url)}: {exc}") from exc
 
 
 async def create_pool(url: str, size: int) -> Any:
@@ -89,4 +89,4 @@ async def create_pool(url: str, size: int) -> Any:
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise connection_failure(url, exc) from exc
     except ValueError as exc:
-        raise StoreError(f"invalid database URL {redact_url(url)}: {exc}") from exc
+        raise StoreError(f"invalid database URL {url_without_password(url)}: {exc}") from exc

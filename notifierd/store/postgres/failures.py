@@ -9,7 +9,7 @@ from typing import TypeVar
 import asyncpg
 
 from notifierd.errors import StoreError
-from notifierd.store.postgres.url import redact_url
+from notifierd.store.factory import url_without_password
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ def store_error(url: str, doing: str, exc: BaseException) -> StoreError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, TimeoutError):
         detail = "no answer in time"
-    return StoreError(f"could not {doing} the database {redact_url(url)}: {detail}")
+    return StoreError(f"could not {doing} the database {url_without_password(url)}: {detail}")
 
 
 async def retrying(url: str, doing: str, operation: Callable[[], Awaitable[T]]) -> T:

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from notifierd.errors import StoreUnusable
-from notifierd.store.postgres.url import redact_url
+from notifierd.store.factory import url_without_password
 
 log = structlog.get_logger("notifierd.store")
 
@@ -211,10 +211,10 @@ async def migrate(conn: Any, url: str) -> int:
         found = await schema_version(conn)
         if found > SCHEMA_VERSION:
             raise StoreUnusable(
-                f"the database {redact_url(url)} has schema version {found}, written by a newer"
-                f" notifierd; this one knows versions up to {SCHEMA_VERSION}. Nothing was"
-                " changed. Run the newer notifierd on every host, or restore a backup made"
-                " before the upgrade"
+                f"the database {url_without_password(url)} has schema version {found}, written"
+                f" by a newer notifierd; this one knows versions up to {SCHEMA_VERSION}."
+                " Nothing was changed. Run the newer notifierd on every host, or restore a"
+                " backup made before the upgrade"
             )
         if found == SCHEMA_VERSION:
             return found
@@ -223,6 +223,9 @@ async def migrate(conn: Any, url: str) -> int:
             await conn.execute(MIGRATIONS[version - 1])
             await conn.execute("INSERT INTO notifierd_migrations (version) VALUES ($1)", version)
     log.info(
-        "store.migrated", database=redact_url(url), from_version=found, to_version=SCHEMA_VERSION
+        "store.migrated",
+        database=url_without_password(url),
+        from_version=found,
+        to_version=SCHEMA_VERSION,
     )
     return found

@@ -40,6 +40,7 @@ from notifierd.store.base import (
     StoreCounts,
     new_owner,
 )
+from notifierd.store.factory import url_without_password
 from notifierd.store.postgres import claims, journal, nodes, operator, switches, tally
 from notifierd.store.postgres import outcomes as outcome_sql
 from notifierd.store.postgres.clock import DatabaseClock
@@ -48,7 +49,6 @@ from notifierd.store.postgres.failures import retrying
 from notifierd.store.postgres.intake import Intake
 from notifierd.store.postgres.liveness import Liveness
 from notifierd.store.postgres.schema import migrate
-from notifierd.store.postgres.url import redact_url
 from notifierd.store.postgres.wakeups import Wakeups
 
 log = structlog.get_logger("notifierd.store")
@@ -111,7 +111,7 @@ class PostgresStore(Store):
 
     @property
     def location(self) -> str:
-        return redact_url(self.url)
+        return url_without_password(self.url)
 
     # -- life cycle -------------------------------------------------------------------------
 
