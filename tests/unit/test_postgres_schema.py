@@ -17,7 +17,7 @@ from notifierd.store.factory import url_without_password
 from notifierd.store.postgres import postgres_store
 from notifierd.store.postgres.schema import SCHEMA_VERSION
 from notifierd.store.postgres.store import PostgresStore
-from tests.postgres import free_port
+from tests.fakes.server import free_port
 
 
 @pytest.fixture
