@@ -26,17 +26,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Intake(Protocol):
-    """What the API needs of the daemon."""
+    """What the API needs of the daemon (`api.intake.DaemonIntake`)."""
 
     @property
     def unavailable(self) -> bool:
         """True in maintenance and while stopping: the API answers 503."""
 
     @property
-    def channels(self) -> Mapping[str, Channel]: ...
+    def channels(self) -> Mapping[str, Channel]:
+        """The channel registry's channels by name (SPEC "channel exists")."""
 
     async def accept(self, channel: Channel, request: SendRequest) -> int:
-        """Store the job durably; returns its id."""
+        """Store the job durably (the registry's `create_job`); returns its id."""
 
     async def job(self, job_id: int) -> dict[str, Any] | None:
         """The job as the journal knows it, or None."""

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from notifierd import daemon
+from notifierd import maintenance
 from notifierd.errors import IdempotencyKeyReused, StoreError
 from notifierd.messages import Outcome
 from notifierd.retry import RetryPolicy
@@ -332,7 +332,10 @@ async def test_closing_with_a_notification_held_back_is_clean(
 async def test_no_lease_while_paused_stopped_or_cooling_down_on_any_host(
     postgres_url: str,
 ) -> None:
-    assert (claims.PAUSED_FLAG, claims.STOPPED_FLAG) == (daemon.PAUSED_FLAG, daemon.STOPPED_FLAG)
+    assert (claims.PAUSED_FLAG, claims.STOPPED_FLAG) == (
+        maintenance.PAUSED_FLAG,
+        maintenance.STOPPED_FLAG,
+    )
     async with opened(postgres_url) as a, opened(postgres_url) as b:
         now = a.now()
         for channel in ("c", "d"):

@@ -24,7 +24,7 @@ from typing import Any
 from notifierd.messages import Delivery
 from notifierd.store.base import ClaimResult
 
-#: The switches' names, as the daemon sets them (daemon.PAUSED_FLAG, daemon.STOPPED_FLAG).
+#: The switches' names, as the daemon sets them (maintenance.PAUSED_FLAG and STOPPED_FLAG).
 PAUSED_FLAG = "paused"
 STOPPED_FLAG = "stopped:"  # + the channel's name
 

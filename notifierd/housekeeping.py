@@ -1,0 +1,146 @@
+"""The daemon's background work, and the watch over it.
+
+- expiry: each second, queued deliveries past their time-to-live end EXPIRED, and leases a
+  hung worker holds past their end are handed out again (DESIGN §2);
+- pruning: finished deliveries older than the retention leave the journal, a small batch at a
+  time;
+- watchdog: systemd's keep-alive, sent from the event loop itself.
+
+Each runs as a named task under `BackgroundTasks`: a task that ends while the daemon runs (it
+raised, or returned) is logged with its name and stops the daemon with a non-zero exit, rather
+than leaving it up with, say, nothing expiring any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
+
+import structlog
+
+from notifierd.errors import StorageLost, StoreError
+from notifierd.metrics import Metrics
+from notifierd.retry import RetryPolicy
+from notifierd.states import DeliveryState
+from notifierd.store import Store
+from notifierd.systemd import Notifier
+
+log = structlog.get_logger("notifierd")
+
+EXPIRY_SECONDS = 1.0
+PRUNE_BATCH = 1000
+PRUNE_PAUSE = 0.05  # between full batches: let the writer serve intake
+PRUNE_IDLE_SECONDS = 60.0
+
+
+class BackgroundTasks:
+    """Named tasks that run as long as the daemon does. `on_death(name)` is called when one
+    ends on its own; `close` cancels them all."""
+
+    def __init__(self, on_death: Callable[[str], None]) -> None:
+        self._on_death = on_death
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    def start(self, name: str, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._closing:
+            return
+        name = task.get_name()
+        if task.cancelled():
+            log.critical("notifierd.task_died", task=name, error="cancelled")
+        elif (exc := task.exception()) is not None:
+            log.critical("notifierd.task_died", task=name, error=str(exc), exc_info=exc)
+        else:
+            log.critical("notifierd.task_died", task=name, error="returned")
+        self._on_death(name)
+
+    async def close(self) -> None:
+        self._closing = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Lapses(Protocol):
+    """Who hands out again what a lapsed lease held (the channel registry)."""
+
+    def release(self, name: str, delivery_id: int) -> None: ...
+
+
+class Housekeeping:
+    """Expiry, lease lapse and pruning over `store`; each loop is one background task."""
+
+    def __init__(
+        self,
+        store: Store,
+        channels: Lapses,
+        metrics: Metrics,
+        policies: Mapping[str, RetryPolicy],
+        retention: float,
+    ) -> None:
+        self._store = store
+        self._channels = channels
+        self._metrics = metrics
+        self._policies = policies
+        self._retention = retention
+
+    async def expire(self) -> None:
+        """Expire what outlived its TTL, hand out again what a hung worker holds."""
+        while True:
+            await asyncio.sleep(EXPIRY_SECONDS)
+            now = time.time()
+            try:
+                expired = await self._store.expire(now)
+                lapsed = await self._store.lapse_leases(now, self._policies)
+            except StoreError as exc:
+                store_failed(exc)
+                continue
+            for channel, count in expired.items():
+                self._metrics.count_state(channel, DeliveryState.EXPIRED, count)
+                log.info("deliveries.expired", channel=channel, count=count)
+            for item in lapsed:
+                self._channels.release(item.channel, item.id)
+                self._metrics.count_state(item.channel, item.state)
+                log.warning(
+                    "delivery.lease_lapsed",
+                    channel=item.channel,
+                    delivery_id=item.id,
+                    state=item.state,
+                )
+
+    async def prune(self) -> None:
+        """Delete finished deliveries older than the retention, a small batch at a time so
+        that intake never waits long behind it."""
+        while True:
+            try:
+                before = time.time() - self._retention
+                pruned = await self._store.prune(before, PRUNE_BATCH)
+            except StoreError as exc:
+                store_failed(exc)
+                pruned = 0
+            if pruned:
+                log.debug("journal.pruned", deliveries=pruned)
+            idle = min(PRUNE_IDLE_SECONDS, self._retention / 4)
+            await asyncio.sleep(PRUNE_PAUSE if pruned == PRUNE_BATCH else idle)
+
+
+async def watchdog(notifier: Notifier, seconds: float) -> None:
+    # Sent from the event loop itself: if the loop stalls, the pings stop and systemd acts.
+    while True:
+        notifier.notify("WATCHDOG=1")
+        await asyncio.sleep(seconds)
+
+
+def store_failed(exc: StoreError) -> None:
+    if isinstance(exc, StorageLost):
+        return  # the Store said so once, with the way to recover; not again at every poll
+    log.error("store.failed", error=str(exc))
