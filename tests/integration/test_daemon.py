@@ -302,3 +302,46 @@ channels:
     daemon.config.write_text(NULL_CHANNEL)
     daemon.start()
     wait_for(lambda: daemon.channel_status("devnull")["delivered"] == 1, what="delivered")
+
+
+def in_process_group(pgid: int) -> list[int]:
+    """The live processes of process group `pgid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        # After the command name: state, ppid, pgrp.
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_a_start_that_fails_after_the_channels_started_leaves_no_worker(
+    make_daemon: DaemonFactory,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = 'channels:\n  devnull:\n    worker: "null"\n    processes: 2\n'
+        # A long shutdown timeout: the workers, still starting, end by the sentinel.
+        daemon = make_daemon(config, extra_args=["--port", str(port), "--shutdown-timeout", "30"])
+        process = daemon.start(wait=False).process
+        assert process is not None
+        code = process.wait(60)
+
+    assert code == 1
+    failed = daemon.event("notifierd.failed")
+    assert failed is not None and "address already in use" in str(failed["error"]).lower()
+    workers = [int(str(event["pid"])) for event in daemon.events("worker.started")]
+    assert len(workers) == 2  # the channel's workers had started before the port was tried
+    # Stopped by the daemon before it exited, not only by their dying with it.
+    ended = daemon.events("worker.stopped") + daemon.events("worker.died")
+    assert sorted(int(str(event["pid"])) for event in ended) == sorted(workers)
+    assert not pids_alive(workers)
+    # Nothing of the daemon's is left in its session (multiprocessing's helpers included).
+    wait_for(lambda: not in_process_group(process.pid), what="no process left")
+    assert daemon.event("notifierd.started") is None
+    assert not daemon.socket.exists()
