@@ -17,11 +17,8 @@ from collections.abc import Mapping
 
 import structlog
 
-from notifierd.api.app import build_app
 from notifierd.api.auth import auth_summary, protected_routes
-from notifierd.api.connections import ConnectionGuard, connection_limit, raise_descriptor_limit
-from notifierd.api.intake import DaemonIntake
-from notifierd.api.responses import counting_access_logger
+from notifierd.api.intake import DaemonIntake, http_server
 from notifierd.api.server import HttpServer
 from notifierd.channels.registry import ChannelRegistry
 from notifierd.config import Channel
@@ -96,7 +93,8 @@ class Daemon:
         stack.push_async_callback(self._control.close)
         self.channels.start(self.maintenance.may_run)
         stack.push_async_callback(self.channels.stop, self.settings.shutdown_timeout)
-        http = self._http_server()
+        intake = DaemonIntake(self.store, self.channels, self.maintenance, self.metrics)
+        http = http_server(self.settings, intake, self.metrics)
         stack.push_async_callback(http.close)
         await http.start(self.settings.host, self.settings.port)
         self._http = http
@@ -112,33 +110,6 @@ class Daemon:
         await self._tasks.close()
         await self.channels.stop(self.settings.shutdown_timeout)
         log.info("notifierd.stopped")
-
-    def _http_server(self) -> HttpServer:
-        descriptors, _ = raise_descriptor_limit()
-        workers = sum(channel.processes for channel in self.channels.channels.values())
-        guard = ConnectionGuard(
-            connection_limit(self.settings.max_connections, descriptors, workers),
-            head_timeout=self.settings.read_timeout,
-        )
-        log.info("http.limits", descriptors=descriptors, max_connections=guard.limit)
-        app = build_app(
-            DaemonIntake(self.store, self.channels, self.maintenance, self.metrics),
-            self.settings.max_body_size,
-            self.settings.max_delay,
-            tokens=self.settings.api_tokens,
-            protected=protected_routes(self.settings.auth_ping, self.settings.auth_metrics),
-            read_timeout=self.settings.read_timeout,
-            first_middlewares=(guard.middleware(),),
-        )
-        return HttpServer(
-            app,
-            guard,
-            read_timeout=self.settings.read_timeout,
-            access_log_class=counting_access_logger(
-                self.metrics.http_responses.counts, self.settings.access_log
-            ),
-            keepalive_timeout=self.settings.keepalive_timeout,
-        )
 
     def _start_tasks(self) -> None:
         channels = self.channels.channels

@@ -1,5 +1,6 @@
-"""The daemon's side of the API (`api.app.Intake`): channels are looked up and jobs created
-in the channel registry; maintenance says when to answer 503; the Store shows the journal."""
+"""The daemon's side of the API: `DaemonIntake` (`api.app.Intake`: channels are looked up and
+jobs created in the channel registry, maintenance says when to answer 503, the Store shows the
+journal), and `http_server`, the API's server as the settings ask for it."""
 
 from __future__ import annotations
 
@@ -7,14 +8,24 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import structlog
+
 from notifierd import __version__
+from notifierd.api.app import build_app
+from notifierd.api.auth import protected_routes
+from notifierd.api.connections import ConnectionGuard, connection_limit, raise_descriptor_limit
 from notifierd.api.journal import job_as_json
+from notifierd.api.responses import counting_access_logger
+from notifierd.api.server import HttpServer
 from notifierd.api.validation import SendRequest
 from notifierd.channels.registry import ChannelRegistry
 from notifierd.config import Channel
 from notifierd.maintenance import Maintenance
 from notifierd.metrics import Metrics
+from notifierd.settings import Settings
 from notifierd.store import Store
+
+log = structlog.get_logger("notifierd")
 
 
 class DaemonIntake:
@@ -55,3 +66,30 @@ class DaemonIntake:
             "version": __version__,
             "channels": self._registry.states(maintenance),
         }
+
+
+def http_server(settings: Settings, intake: DaemonIntake, metrics: Metrics) -> HttpServer:
+    """The API's server (not listening yet), with the limits the settings set."""
+    descriptors, _ = raise_descriptor_limit()
+    workers = sum(channel.processes for channel in intake.channels.values())
+    guard = ConnectionGuard(
+        connection_limit(settings.max_connections, descriptors, workers),
+        head_timeout=settings.read_timeout,
+    )
+    log.info("http.limits", descriptors=descriptors, max_connections=guard.limit)
+    app = build_app(
+        intake,
+        settings.max_body_size,
+        settings.max_delay,
+        tokens=settings.api_tokens,
+        protected=protected_routes(settings.auth_ping, settings.auth_metrics),
+        read_timeout=settings.read_timeout,
+        first_middlewares=(guard.middleware(),),
+    )
+    return HttpServer(
+        app,
+        guard,
+        read_timeout=settings.read_timeout,
+        access_log_class=counting_access_logger(metrics.http_responses.counts, settings.access_log),
+        keepalive_timeout=settings.keepalive_timeout,
+    )

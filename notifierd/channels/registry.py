@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -159,6 +159,18 @@ class ChannelRegistry:
 
     def state(self, name: str, switches: Switches) -> ChannelState:
         return self._runners[name].state(switches.paused, switches.stopped(name))
+
+    def describe(self, name: str, switches: Switches) -> dict[str, Any]:
+        """What `notifierctl status` shows of the channel, but for its delivery counts."""
+        runner = self._runners[name]
+        return {
+            "name": name,
+            "worker": runner.channel.worker_type,
+            "state": self.state(name, switches).value,
+            "processes": runner.channel.processes,
+            "pids": runner.pids(),
+            "last_error": runner.fatal_reason or runner.misconfigured or runner.last_error,
+        }
 
     def states(self, switches: Switches) -> dict[str, str]:
         """Each channel's `ChannelState` value, by name."""

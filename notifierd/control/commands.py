@@ -133,6 +133,24 @@ class RetryArguments(Arguments):
 A = TypeVar("A", bound=Arguments)
 
 
+def parse(model: type[A], args: dict[str, Any], channels: Collection[str]) -> A:
+    """`args` as `model`, a channel they name among `channels`; else `CommandError`."""
+    try:
+        return model.model_validate(args, context={"channels": channels})
+    except ValidationError as exc:
+        raise CommandError(_complaint(model, exc.errors()[0])) from None
+
+
+def _complaint(model: type[Arguments], error: ErrorDetails) -> str:
+    if not error["loc"]:
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    field = str(error["loc"][0])
+    if error["type"] == "extra_forbidden":
+        return f"unknown argument {field!r}"
+    value = None if error["type"] == "missing" else error["input"]
+    return model.complaints[field].format(value=value)
+
+
 class ControlCommands:
     """What `notifierctl` asks of the daemon, over the control socket."""
 
@@ -163,18 +181,12 @@ class ControlCommands:
         maintenance = self._maintenance
         channels = []
         for name in self._channels.names:
-            runner = self._channels.runner(name)
-            channels.append(
-                {
-                    "name": name,
-                    "worker": runner.channel.worker_type,
-                    "state": self._channels.state(name, maintenance).value,
-                    "processes": runner.channel.processes,
-                    "pids": runner.pids(),
-                    **counts.get(name, StoreCounts()).by_state(),
-                    "last_error": runner.fatal_reason or runner.misconfigured or runner.last_error,
-                }
-            )
+            description = self._channels.describe(name, maintenance)
+            counted = counts.get(name, StoreCounts()).by_state()
+            # The counts between the pids and the last error, as `notifierctl status --json`
+            # has always shown them.
+            last_error = description.pop("last_error")
+            channels.append({**description, **counted, "last_error": last_error})
         paused, stopping = maintenance.paused, maintenance.stopping
         return {"paused": paused, "stopping": stopping, "channels": channels}
 
@@ -228,21 +240,3 @@ class ControlCommands:
             count = await self._store.requeue(now, (), retry.channel, retry.state, ttl_for)
         self._channels.wake_all()
         return {"requeued": count, "results": results}
-
-
-def parse(model: type[A], args: dict[str, Any], channels: Collection[str]) -> A:
-    """`args` as `model`, a channel they name among `channels`; else `CommandError`."""
-    try:
-        return model.model_validate(args, context={"channels": channels})
-    except ValidationError as exc:
-        raise CommandError(_complaint(model, exc.errors()[0])) from None
-
-
-def _complaint(model: type[Arguments], error: ErrorDetails) -> str:
-    if not error["loc"]:
-        return str(error.get("ctx", {}).get("error", error["msg"]))
-    field = str(error["loc"][0])
-    if error["type"] == "extra_forbidden":
-        return f"unknown argument {field!r}"
-    value = None if error["type"] == "missing" else error["input"]
-    return model.complaints[field].format(value=value)
