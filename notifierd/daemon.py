@@ -25,7 +25,7 @@ from notifierd.config import Channel
 from notifierd.control.commands import ControlCommands
 from notifierd.control.server import ControlServer
 from notifierd.errors import EXIT_FAILURE, EXIT_OK
-from notifierd.housekeeping import BackgroundTasks, Housekeeping, watchdog
+from notifierd.housekeeping import BackgroundTasks, Housekeeping, follow_switches, watchdog
 from notifierd.logs import LogFiles
 from notifierd.maintenance import Maintenance
 from notifierd.metrics import Metrics
@@ -122,6 +122,7 @@ class Daemon:
         )
         self._tasks.start("expiry", housekeeping.expire())
         self._tasks.start("pruning", housekeeping.prune())
+        self._tasks.start("switches", follow_switches(self.maintenance))
         if self._systemd.watchdog_seconds:
             self._tasks.start("watchdog", watchdog(self._systemd, self._systemd.watchdog_seconds))
 

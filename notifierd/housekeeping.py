@@ -4,6 +4,9 @@
   hung worker holds past their end are handed out again (DESIGN §2);
 - pruning: finished deliveries older than the retention leave the journal, a small batch at a
   time;
+- switches: each second, whether the Store's flags changed under the daemon (another writer
+  paused, resumed, stopped or started a channel) and if so the change is applied
+  (`Maintenance.refresh`);
 - watchdog: systemd's keep-alive, sent from the event loop itself.
 
 Each runs as a named task under `BackgroundTasks`: a task that ends while the daemon runs (it
@@ -30,6 +33,7 @@ from notifierd.systemd import Notifier
 log = structlog.get_logger("notifierd")
 
 EXPIRY_SECONDS = 1.0
+SWITCHES_SECONDS = 1.0  # how soon a switch set elsewhere is followed here
 PRUNE_BATCH = 1000
 PRUNE_PAUSE = 0.05  # between full batches: let the writer serve intake
 PRUNE_IDLE_SECONDS = 60.0
@@ -68,6 +72,12 @@ class BackgroundTasks:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Switches(Protocol):
+    """The switches that follow the Store's flags (`maintenance.Maintenance`)."""
+
+    async def refresh(self) -> bool: ...
 
 
 class Lapses(Protocol):
@@ -131,6 +141,16 @@ class Housekeeping:
                 log.debug("journal.pruned", deliveries=pruned)
             idle = min(PRUNE_IDLE_SECONDS, self._retention / 4)
             await asyncio.sleep(PRUNE_PAUSE if pruned == PRUNE_BATCH else idle)
+
+
+async def follow_switches(switches: Switches, seconds: float = SWITCHES_SECONDS) -> None:
+    """Apply, within about `seconds`, a switch another writer changed in the Store."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await switches.refresh()
+        except StoreError as exc:
+            store_failed(exc)
 
 
 async def watchdog(notifier: Notifier, seconds: float) -> None:

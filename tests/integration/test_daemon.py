@@ -3,6 +3,7 @@ the null worker."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
+from notifierd.store.sqlite import SqliteStore
 from tests.harness import BIN, pids_alive, wait_for
 from tests.integration.conftest import DaemonFactory
 
@@ -345,3 +347,41 @@ def test_a_start_that_fails_after_the_channels_started_leaves_no_worker(
     wait_for(lambda: not in_process_group(process.pid), what="no process left")
     assert daemon.event("notifierd.started") is None
     assert not daemon.socket.exists()
+
+
+def set_flags_elsewhere(database: Path, flags: dict[str, str | None]) -> None:
+    """Another writer of the daemon's Store (as a second daemon sharing it would be)."""
+
+    async def write() -> None:
+        other = SqliteStore(database)
+        await other.open()
+        try:
+            for name, value in flags.items():
+                await other.set_flag(name, value)
+        finally:
+            await other.close()
+
+    asyncio.run(write())
+
+
+def test_switches_set_by_another_writer_are_followed(make_daemon: DaemonFactory) -> None:
+    daemon = make_daemon(
+        'channels:\n  alpha:\n    worker: "null"\n  beta:\n    worker: "null"\n'
+    ).start()
+    database = daemon.state_dir / "notifierd.db"
+    beta = wait_for(lambda: daemon.channel_status("beta")["pids"], what="beta's worker")
+
+    set_flags_elsewhere(database, {"stopped:beta": "1", "paused": "1"})
+    wait_for(lambda: daemon.ping().status_code == 503, timeout=5, what="paused")
+    assert daemon.channel_status("beta")["state"] == "stopped"
+    assert daemon.channel_status("alpha")["state"] == "paused"
+    wait_for(lambda: not pids_alive(beta), what="beta's worker to end")
+    assert daemon.event("notifierd.paused") is not None
+
+    set_flags_elsewhere(database, {"paused": None})
+    wait_for(lambda: daemon.ping().status_code == 204, timeout=5, what="resumed")
+    assert daemon.send("alpha", "after the resume").status_code == 204
+    wait_for(lambda: daemon.channel_status("alpha")["delivered"] == 1, what="delivered")
+    assert daemon.channel_status("beta")["state"] == "stopped"
+    assert daemon.ctl("start", "beta").returncode == 0
+    wait_for(lambda: daemon.channel_status("beta")["pids"], what="beta started again")

@@ -3,12 +3,15 @@ applied to the channels (here a recording stand-in for the registry: no processe
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import asyncio
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from notifierd.errors import StoreError
+from notifierd.housekeeping import follow_switches
 from notifierd.maintenance import PAUSED_FLAG, STOPPED_FLAG, Maintenance
 from notifierd.store.sqlite import SqliteStore
 
@@ -192,3 +195,84 @@ async def test_a_switch_the_store_cannot_keep_is_not_applied(
 
     assert not maintenance.paused and not maintenance.stopped("alpha")
     assert channels.calls == [] and channels.active == set(CHANNELS)
+
+
+@pytest.fixture
+async def other_writer(store: SqliteStore) -> AsyncIterator[SqliteStore]:
+    """A second Store on the same database: another daemon sharing it, say."""
+    other = SqliteStore(store.path)
+    await other.open()
+    yield other
+    await other.close()
+
+
+async def test_refresh_applies_what_another_writer_switched(
+    maintenance: Maintenance,
+    channels: Channels,
+    other_writer: SqliteStore,
+    status_changes: list[bool],
+) -> None:
+    await maintenance.load()
+    assert not await maintenance.refresh()  # nothing changed
+
+    await other_writer.set_flag(STOPPED_FLAG + "beta", "1")
+    await other_writer.set_flag(PAUSED_FLAG, "1")
+    with capture_logs() as logs:
+        assert await maintenance.refresh()
+
+    assert maintenance.paused and maintenance.stopped("beta")
+    assert channels.active == set()
+    assert status_changes == [True]
+    assert [(entry["event"], entry.get("channel"), entry["by"]) for entry in logs] == [
+        ("channel.stopped", "beta", "another writer of the store"),
+        ("notifierd.paused", None, "another writer of the store"),
+    ]
+    assert not await maintenance.refresh()
+
+    await other_writer.set_flag(PAUSED_FLAG, None)
+    await other_writer.set_flag(STOPPED_FLAG + "beta", None)
+    assert await maintenance.refresh()
+    assert not maintenance.paused and not maintenance.stopped("beta")
+    assert channels.active == set(CHANNELS) and channels.fatal == set()
+    assert status_changes == [True, False]
+
+
+async def test_a_refresh_after_a_command_of_this_daemon_changes_nothing(
+    maintenance: Maintenance, channels: Channels, status_changes: list[bool]
+) -> None:
+    await maintenance.load()
+    await maintenance.pause()
+    await maintenance.stop_channel("alpha")
+    calls = list(channels.calls)
+
+    assert not await maintenance.refresh()
+    assert channels.calls == calls and status_changes == [True]
+
+
+async def test_a_stop_flag_of_a_channel_not_configured_here_is_kept_not_applied(
+    maintenance: Maintenance, channels: Channels, other_writer: SqliteStore
+) -> None:
+    await maintenance.load()
+    await other_writer.set_flag(STOPPED_FLAG + "only-elsewhere", "1")
+
+    assert await maintenance.refresh()
+
+    assert maintenance.stopped_channels == {"only-elsewhere"}
+    assert channels.calls == []
+
+
+async def test_the_daemon_follows_a_switch_set_elsewhere_within_about_a_second(
+    store: SqliteStore, channels: Channels, other_writer: SqliteStore
+) -> None:
+    paused = asyncio.Event()
+    maintenance = Maintenance(store, channels, paused.set)
+    await maintenance.load()
+    follower = asyncio.create_task(follow_switches(maintenance))
+    try:
+        await other_writer.set_flag(PAUSED_FLAG, "1")
+        # One poll a second: followed within about a second (2.5 s allows a loaded machine).
+        await asyncio.wait_for(paused.wait(), timeout=2.5)
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    assert maintenance.paused and channels.active == set()
