@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 from collections.abc import Mapping
 
 import structlog
@@ -87,7 +86,7 @@ class Daemon:
         stack.push_async_callback(self.store.close)
         # First: a SIGTERM during start-up must lead to an orderly stop, not a sudden death.
         self._install_signal_handlers()
-        recovered = await self.store.recover(time.time())
+        recovered = await self.store.recover(self.store.now())
         await self.maintenance.load()
         await self._control.start()
         stack.push_async_callback(self._control.close)
@@ -179,6 +178,7 @@ class Daemon:
         self._request_stop()
 
     def _task_died(self, name: str) -> None:
+        log.error("notifierd.stopping", reason=f"the {name} task died", exit_code=EXIT_FAILURE)
         self._exit_code = EXIT_FAILURE
         self._request_stop()
 

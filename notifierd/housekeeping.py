@@ -17,7 +17,6 @@ than leaving it up with, say, nothing expiring any more.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
@@ -61,7 +60,8 @@ class BackgroundTasks:
         if task.cancelled():
             log.critical("notifierd.task_died", task=name, error="cancelled")
         elif (exc := task.exception()) is not None:
-            log.critical("notifierd.task_died", task=name, error=str(exc), exc_info=exc)
+            error = str(exc) or type(exc).__name__
+            log.critical("notifierd.task_died", task=name, error=error, exc_info=exc)
         else:
             log.critical("notifierd.task_died", task=name, error="returned")
         self._on_death(name)
@@ -107,7 +107,7 @@ class Housekeeping:
         """Expire what outlived its TTL, hand out again what a hung worker holds."""
         while True:
             await asyncio.sleep(EXPIRY_SECONDS)
-            now = time.time()
+            now = self._store.now()
             try:
                 expired = await self._store.expire(now)
                 lapsed = await self._store.lapse_leases(now, self._policies)
@@ -132,7 +132,7 @@ class Housekeeping:
         that intake never waits long behind it."""
         while True:
             try:
-                before = time.time() - self._retention
+                before = self._store.now() - self._retention
                 pruned = await self._store.prune(before, PRUNE_BATCH)
             except StoreError as exc:
                 store_failed(exc)

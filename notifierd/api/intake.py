@@ -4,7 +4,6 @@ journal), and `http_server`, the API's server as the settings ask for it."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,7 +51,7 @@ class DaemonIntake:
         return None if record is None else job_as_json(record)
 
     async def metrics_text(self) -> bytes:
-        counts = await self._store.counts(time.time())
+        counts = await self._store.counts(self._store.now())
         maintenance = self._maintenance
         states = self._registry.states(maintenance)
         return self._metrics.render(counts, list(self.channels), maintenance.paused, states)

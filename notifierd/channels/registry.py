@@ -94,7 +94,7 @@ class ChannelRegistry:
     ) -> int:
         """Store a job for `channel` (one delivery per recipient) durably; its id."""
         job = NewJob(channel.name, message, channel.recipients, delay, channel.ttl, idempotency)
-        job_id = await self._store.add(job, time.time())
+        job_id = await self._store.add(job, self._store.now())
         self._runners[channel.name].wake()
         self._metrics.channel(channel.name).accepted += 1
         return job_id

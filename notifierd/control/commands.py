@@ -6,7 +6,6 @@ command does not take is refused, not ignored.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection
 from dataclasses import asdict
 from typing import Annotated, Any, ClassVar, Self, TypeVar
@@ -177,7 +176,7 @@ class ControlCommands:
 
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
         self._parse(NoArguments, args)
-        counts = await self._store.counts(time.time())
+        counts = await self._store.counts(self._store.now())
         maintenance = self._maintenance
         channels = []
         for name in self._channels.names:
@@ -223,7 +222,7 @@ class ControlCommands:
     async def retry(self, args: dict[str, Any]) -> dict[str, Any]:
         retry = self._parse(RetryArguments, args)
         ttl_for = {name: float(c.ttl) for name, c in self._channels.channels.items()}
-        now = time.time()
+        now = self._store.now()
         results: list[dict[str, Any]] = []
         if retry.ids is not None:
             # Each id once: a repeated one would report "nothing to retry" for what it requeued.

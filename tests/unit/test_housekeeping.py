@@ -121,5 +121,7 @@ async def test_a_dying_task_stops_the_daemon_with_a_non_zero_exit(
     died = logs[events.index("notifierd.task_died")]
     assert (died["task"], died["error"]) == ("expiry", "expiry is broken")
     assert events.index("notifierd.started") < events.index("notifierd.task_died")
+    stopping = logs[events.index("notifierd.stopping")]
+    assert stopping["reason"] == "the expiry task died"
     assert events[-1] == "notifierd.stopped"
     assert not settings.socket_path.exists()
