@@ -19,6 +19,10 @@ a raw asyncio client):
 - instructions  instructions per request under callgrind (valgrind), the baseline's process
               against notifierd's parent: a figure the neighbours of a shared machine do not
               move (skipped when valgrind is not installed)
+- pg-intake, pg-cluster, pg-costs  with --store-url postgresql://...: one host's intake on
+              PostgreSQL against SQLite's; three daemons on one database (latency at a fixed
+              rate); the database server's CPU per message; then a capacity model (see
+              bench.cluster). Each makes a fresh database on that server and drops it
 
 `--quick` makes every load tiny (the CI smoke test); `--scenario NAME` runs some of them.
 """
@@ -33,8 +37,11 @@ import sys
 import time
 from pathlib import Path
 
+from bench import capacity, cluster, pg
 from bench.load import wrk_installed
 from bench.scenarios import CLIENT_NAMES, SCENARIOS, Report, Sizes
+
+ALL_SCENARIOS = {**SCENARIOS, **cluster.SCENARIOS}
 
 
 def machine() -> str:
@@ -76,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny loads (a smoke test)")
     parser.add_argument(
-        "--scenario", action="append", choices=sorted(SCENARIOS), help="run only these"
+        "--scenario", action="append", choices=sorted(ALL_SCENARIOS), help="run only these"
+    )
+    parser.add_argument(
+        "--store-url",
+        help="a PostgreSQL server (postgresql://USER@HOST:PORT/DATABASE; a user that may"
+        " create databases) for the pg-* scenarios; without it they do not run",
     )
     parser.add_argument("--duration", type=float, help="seconds of each intake measurement")
     parser.add_argument(
@@ -108,11 +120,21 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("wrk is not installed (apt install wrk): no figures with wrk")
     elif "wrk" in clients and not wrk_installed():
         parser.error("wrk is not installed (apt install wrk)")
-    report = Report(sizes, clients, notes=notes)
+    names = args.scenario or list(ALL_SCENARIOS)
+    if args.store_url is None:
+        if any(name in cluster.SCENARIOS for name in args.scenario or ()):
+            parser.error("the pg-* scenarios need --store-url postgresql://...")
+        if not args.scenario:
+            notes.append("no --store-url postgresql://...: the PostgreSQL scenarios did not run")
+        names = [name for name in names if name not in cluster.SCENARIOS]
+    elif (problem := pg.problem(args.store_url)) is not None:
+        parser.error(f"cannot reach the PostgreSQL server: {problem}")
+    report = Report(sizes, clients, notes=notes, store_url=args.store_url)
     began = time.perf_counter()
-    for name in args.scenario or list(SCENARIOS):
+    for name in names:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        SCENARIOS[name](report)
+        ALL_SCENARIOS[name](report)
+    capacity.capacity(report)
     print(f"Machine: {machine()}")
     took = time.perf_counter() - began
     print(

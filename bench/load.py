@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -195,7 +196,7 @@ class _Stats:
 
 
 async def run_load(
-    url: str,
+    url: str | Sequence[str],
     connections: int,
     *,
     duration: float | None = None,
@@ -204,7 +205,10 @@ async def run_load(
     body: str = BODY,
     client: str = "raw",
 ) -> LoadResult:
-    """Drive `url` with `connections` concurrent keep-alive connections (see the module doc)."""
+    """Drive `url` with `connections` concurrent keep-alive connections (see the module doc).
+    Several URLs (the hosts of a cluster, behind no load balancer) share the connections in
+    turn: connection i sends to URL i modulo their number."""
+    urls = [url] if isinstance(url, str) else list(url)
     if duration is None and count is None:
         raise ValueError("give a duration or a count")
     plan = _Plan(duration, count, rate)
@@ -217,11 +221,19 @@ async def run_load(
         connector = aiohttp.TCPConnector(limit=connections)
         async with aiohttp.ClientSession(connector=connector) as session:
             await asyncio.gather(
-                *(_aiohttp_worker(url, body, plan, stats, session) for _ in range(connections))
+                *(
+                    _aiohttp_worker(urls[i % len(urls)], body, plan, stats, session)
+                    for i in range(connections)
+                )
             )
     else:
-        request = build_request(url, body)
-        await asyncio.gather(*(_raw_worker(url, request, plan, stats) for _ in range(connections)))
+        requests = [build_request(u, body) for u in urls]
+        await asyncio.gather(
+            *(
+                _raw_worker(urls[i % len(urls)], requests[i % len(urls)], plan, stats)
+                for i in range(connections)
+            )
+        )
     seconds = time.perf_counter() - plan.start
     latencies = sorted(stats.latencies)
     return LoadResult(
@@ -303,7 +315,7 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
-    parser.add_argument("url")
+    parser.add_argument("url", nargs="+", help="one or more (connections are shared in turn)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float)
     parser.add_argument("--count", type=int)

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,6 +98,8 @@ class Report:
     #: Figures other scenarios compare with: "baseline:<client>".
     figures: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The PostgreSQL server of the pg-* scenarios (`--store-url`; bench.cluster).
+    store_url: str | None = None
 
     @property
     def client(self) -> str:
@@ -121,7 +123,7 @@ class Report:
 
 
 def load(
-    url: str,
+    url: str | Sequence[str],
     *,
     client: str,
     duration: float | None = None,
@@ -139,7 +141,7 @@ def load(
 
 
 def _run_generator(
-    url: str,
+    url: str | Sequence[str],
     client: str,
     *,
     duration: float | None,
@@ -150,8 +152,11 @@ def _run_generator(
     if client == "wrk":
         if duration is None or count is not None or rate is not None:
             raise ValueError("wrk runs for a duration, not for a count or at a rate")
+        if not isinstance(url, str):
+            raise ValueError("wrk drives one URL")
         return run_wrk(url, connections, duration)
-    args = [sys.executable, "-m", "bench.load", url, "--connections", str(connections)]
+    urls = [url] if isinstance(url, str) else list(url)
+    args = [sys.executable, "-m", "bench.load", *urls, "--connections", str(connections)]
     args += ["--client", client]
     if duration is not None:
         args += ["--duration", str(duration)]
