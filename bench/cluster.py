@@ -44,6 +44,8 @@ from bench.scenarios import (
 from bench.servers import CHANNEL, START_TIMEOUT, Notifierd
 
 HOSTS = 3
+#: Statements shown in the per-statement figures (pg_stat_statements).
+TOP_STATEMENTS = 8
 VS_SQLITE = (">= 0.6x SQLite", 0.6)
 P99_TARGET_MS = 50.0
 DELIVERED_SAMPLE = f'notifierd_delivered_total{{channel="{CHANNEL}"}}'
@@ -223,6 +225,7 @@ class Steady:
     latencies_ms: list[float]
     by_host: list[int]
     cpu: pg.ServerCpu
+    statements: list[pg.Statement]
 
     def percentile(self, fraction: float) -> float:
         ordered = self.latencies_ms
@@ -237,18 +240,22 @@ def steady(
     since = database.last_job_id()
     before = [delivered_by(host) for host in hosts]
     count = int(sizes.steady_rate * sizes.steady_seconds)
+    statements = database.statements_on()
+    if statements:
+        database.reset_statements()
     sampler = pg.CpuSampler(database).start()
     result = load(targets, client=report.client, count=count, rate=sizes.steady_rate)
     cpu = sampler.stop()
     report.check_statuses("postgres cluster", result)
     poll(lambda: not database.pending(), "every message to be delivered", timeout=120)
+    top = database.top_statements(TOP_STATEMENTS) if statements else []
     delivered = database.delivered(since)
     if delivered != result.accepted:
         report.notes.append(f"postgres cluster: {result.accepted} 204s, {delivered} delivered")
     times = database.delivery_times(since)
     latencies = sorted((done - created) * 1000 for created, done in times)
     by_host = [delivered_by(host) - b for host, b in zip(hosts, before, strict=True)]
-    return Steady(result.accepted, latencies, by_host, cpu)
+    return Steady(result.accepted, latencies, by_host, cpu, top)
 
 
 def pg_cluster(report: Report) -> None:
@@ -278,6 +285,26 @@ def pg_cluster(report: Report) -> None:
             verdict(p99 <= P99_TARGET_MS, P99_TARGET_MS / p99 if p99 else None),
         )
     _cluster_cpu_rows(report, idle, spread)
+    _statement_rows(report, spread)
+
+
+def _statement_rows(report: Report, run: Steady) -> None:
+    """Where the server's time went in the round-robin run, statement by statement, when the
+    server loads pg_stat_statements (wall time in the server, planning included)."""
+    if not run.statements:
+        report.notes.append(
+            "postgres cluster: the server does not load pg_stat_statements"
+            " (shared_preload_libraries): no per-statement figures"
+        )
+        return
+    messages = max(1, run.accepted)
+    for statement in run.statements:
+        total, plan = (ms * 1000 / messages for ms in (statement.total_ms, statement.plan_ms))
+        report.add(
+            f"    {statement.query[:70]}",
+            f"{statement.calls / messages:.2f} calls, {total:,.0f} us per message"
+            f" ({plan:,.0f} us planning)",
+        )
 
 
 def _cluster_cpu_rows(report: Report, idle: pg.ServerCpu, spread: Steady) -> None:

@@ -36,6 +36,15 @@ PENDING = """
 SELECT EXISTS (SELECT 1 FROM deliveries WHERE state = 'queued')
     OR EXISTS (SELECT 1 FROM deliveries WHERE state = 'leased')
 """
+#: What the benchmark's own statements start with, to leave them out of pg_stat_statements'.
+MARK = "/* bench */ "
+THIS_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
+RESET_STATEMENTS = f"SELECT pg_stat_statements_reset(0, {THIS_DATABASE}, 0)"
+TOP_STATEMENTS = f"""
+SELECT calls, total_exec_time + total_plan_time, total_plan_time, query FROM pg_stat_statements
+ WHERE dbid = {THIS_DATABASE} AND query NOT LIKE '/* bench */%'
+ ORDER BY 2 DESC LIMIT $1
+"""
 PIDS = """
 SELECT pid, datname IS NOT DISTINCT FROM $1 AS ours FROM pg_stat_activity
  WHERE datname = $1 OR backend_type = ANY($2::text[])
@@ -79,6 +88,17 @@ def problem(url: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Statement:
+    """One statement's share of the server's time (pg_stat_statements): execution and
+    planning, milliseconds, summed over its calls."""
+
+    calls: int
+    total_ms: float
+    plan_ms: float
+    query: str
+
+
 class Database:
     """One benchmark's database: its URL (for the daemons' NOTIFIERD_STORE_URL), its name,
     and the URL it was created through (where the CPU sampler connects). What the benchmark
@@ -93,7 +113,7 @@ class Database:
         self.session_pid = 0
 
     def _value(self, query: str, *args: Any) -> Any:
-        return self._call(lambda conn: conn.fetchval(query, *args))
+        return self._call(lambda conn: conn.fetchval(MARK + query, *args))
 
     def _call(self, use: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
         if self._loop is None:
@@ -109,6 +129,28 @@ class Database:
             self._loop.run_until_complete(self._conn.close())
             self._loop.close()
             self._loop = None
+
+    def statements_on(self) -> bool:
+        """pg_stat_statements in this database, if the server loads it
+        (shared_preload_libraries): then `top_statements` can say where the server's time
+        goes. False when it does not."""
+        try:
+            self._value("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            self._value("SELECT count(*) FROM pg_stat_statements")
+        except _driver().PostgresError:
+            return False
+        return True
+
+    def reset_statements(self) -> None:
+        self._value(RESET_STATEMENTS)
+
+    def top_statements(self, limit: int) -> list[Statement]:
+        """This database's statements that took the server the most time since the reset,
+        the benchmark's own reads left out."""
+        rows = self._call(lambda conn: conn.fetch(MARK + TOP_STATEMENTS, limit))
+        return [
+            Statement(int(r[0]), float(r[1]), float(r[2]), " ".join(r[3].split())) for r in rows
+        ]
 
     def last_job_id(self) -> int:
         """The highest job id so far (0: none), to count what a run adds after it."""
@@ -135,7 +177,7 @@ class Database:
     def delivery_times(self, since_id: int = 0) -> list[tuple[float, float]]:
         """(created_at, updated_at) of the delivered deliveries of the jobs after `since_id`:
         accepted at, delivered at (the hosts' clocks: one machine's here)."""
-        query = (
+        query = MARK + (
             "SELECT created_at, updated_at FROM deliveries"
             " WHERE job_id > $1 AND state = 'delivered'"
         )
