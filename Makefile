@@ -33,11 +33,12 @@ bench: venv
 	$(BIN)/python -m bench
 
 ## lock: pin every dependency of the image, with hashes, in requirements.lock (from PyPI itself,
-## whatever index or local wheels this machine's pip is set up with)
+## whatever index or local wheels this machine's pip is set up with); the postgresql extra too,
+## so that one image serves a SQLite or a PostgreSQL store
 lock: venv
 	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= $(BIN)/pip-compile --quiet \
 		--generate-hashes --all-build-deps --allow-unsafe --strip-extras \
-		--no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
+		--no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple --extra postgresql \
 		--output-file requirements.lock pyproject.toml
 
 clean:
