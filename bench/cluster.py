@@ -293,8 +293,8 @@ def _statement_rows(report: Report, run: Steady) -> None:
     server loads pg_stat_statements (wall time in the server, planning included)."""
     if not run.statements:
         report.notes.append(
-            "postgres cluster: the server does not load pg_stat_statements"
-            " (shared_preload_libraries): no per-statement figures"
+            "pg_stat_statements is not in the server's shared_preload_libraries:"
+            " no per-statement figures"
         )
         return
     messages = max(1, run.accepted)
