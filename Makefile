@@ -28,9 +28,11 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: intake, end-to-end and backlog benchmarks (prints one table)
+## bench: intake, end-to-end and backlog benchmarks (prints one table); the PostgreSQL ones on
+## BENCH_STORE_URL (empty: left out)
+BENCH_STORE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 bench: venv
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(BENCH_STORE_URL),--store-url $(BENCH_STORE_URL))
 
 ## lock: pin every dependency of the image, with hashes, in requirements.lock (from PyPI itself,
 ## whatever index or local wheels this machine's pip is set up with); the postgresql extra too,
