@@ -27,6 +27,7 @@ from notifierd.log_output import (
     named_logger_factory,
     record_event,
 )
+from notifierd.processes.wire import LogEvent, log_event
 from notifierd.systemd import stderr_is_journal
 
 LEVELS = {
@@ -122,7 +123,7 @@ def reemit(level: str, event: MutableMapping[str, Any], **context: Any) -> None:
     structlog.get_logger(name).log(level_number(level), message, **fields)
 
 
-Send = Callable[[tuple[Any, ...]], None]
+Send = Callable[[LogEvent], None]
 
 
 class ChildLogShipper:
@@ -139,7 +140,7 @@ class ChildLogShipper:
         plain = {key: _plain(value) for key, value in event.items()}
         # OSError: the parent is gone; this process is about to end anyway.
         with contextlib.suppress(OSError):
-            self._send(("log", level, plain))
+            self._send(log_event(level, plain))
 
 
 class _StdlibToShipper(logging.Handler):

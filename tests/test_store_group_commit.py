@@ -83,11 +83,11 @@ async def test_outcomes_of_one_batch_apply_each_to_its_own_lease(tmp_path: Path)
         [a, b, c, d] = (await store.claim("devnull", 10, 100.0, 60)).deliveries
         states = await store.complete(
             [
-                Outcome(a.id, a.lease_token, OutcomeKind.DELIVERED.value),
-                Outcome(b.id, b.lease_token + 1, OutcomeKind.DELIVERED.value),  # stale lease
-                Outcome(c.id, c.lease_token, OutcomeKind.TEMPORARY.value, error="down"),
-                Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED.value),
-                Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED.value),  # answered twice
+                Outcome(a.id, a.lease_token, OutcomeKind.DELIVERED),
+                Outcome(b.id, b.lease_token + 1, OutcomeKind.DELIVERED),  # stale lease
+                Outcome(c.id, c.lease_token, OutcomeKind.TEMPORARY, error="down"),
+                Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED),
+                Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED),  # answered twice
             ],
             policy,
             101.0,

@@ -29,8 +29,10 @@ from notifierd.log_output import HotLine
 from notifierd.logs import reemit
 from notifierd.messages import Delivery, Outcome
 from notifierd.metrics import Metrics
+from notifierd.processes import wire
 from notifierd.processes.child import ChildSpec
 from notifierd.processes.handle import WorkerProcess
+from notifierd.processes.wire import ChildMessage
 from notifierd.states import ChannelState, DeliveryState, OutcomeKind
 from notifierd.store import Store
 
@@ -276,19 +278,19 @@ class ChannelRunner:
 
     # -- outcomes and process events --------------------------------------------------------
 
-    def on_message(self, process: WorkerProcess, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "outcomes":
-            answered = process.take_outcomes(message[1])
-            self._finished([delivery for _, delivery in answered])
-            if answered:
-                self._write(self._apply(answered, process))
-        elif kind == "log":
-            reemit(message[1], message[2], channel=self.channel.name, worker_pid=process.pid)
-        elif kind == "ready":
-            process.ready = True
-            self._log.info("worker.ready", worker=process.spec.index, pid=process.pid)
-            self.wake()
+    def on_message(self, process: WorkerProcess, message: ChildMessage) -> None:
+        match message:
+            case (wire.OUTCOMES, outcomes):
+                answered = process.take_outcomes(outcomes)
+                self._finished([delivery for _, delivery in answered])
+                if answered:
+                    self._write(self._apply(answered, process))
+            case (wire.LOG, level, event):
+                reemit(level, event, channel=self.channel.name, worker_pid=process.pid)
+            case (wire.READY, _):
+                process.ready = True
+                self._log.info("worker.ready", worker=process.spec.index, pid=process.pid)
+                self.wake()
 
     def _finished(self, deliveries: list[Delivery]) -> None:
         self._rate.finished(deliveries, time.time(), self)
@@ -322,9 +324,8 @@ class ChannelRunner:
         process: WorkerProcess | None,
         now: float,
     ) -> None:
-        # The kind compared as the string it is (a StrEnum member equals its value): making
-        # the enum member of every delivered outcome costs more than the comparisons.
-        if outcome.kind == OutcomeKind.UNSTARTED:
+        kind = outcome.kind
+        if kind is OutcomeKind.UNSTARTED:
             return
         series = self._series
         series.count_state(state)
@@ -333,7 +334,7 @@ class ChannelRunner:
             "delivery_id": outcome.id,
             "recipient": delivery.recipient,
             "attempt": delivery.attempt,
-            "outcome": outcome.kind,
+            "outcome": kind.value,
             "state": state,
             "duration_ms": round(outcome.duration * 1000, 1),
         }
@@ -342,13 +343,12 @@ class ChannelRunner:
         if outcome.error:
             fields["error"] = outcome.error
             self.last_error = outcome.error
-        if outcome.kind == OutcomeKind.DELIVERED:
+        if kind is OutcomeKind.DELIVERED:
             self.misconfigured = None
             self._probes.reset()
             series.observe_latency(now - delivery.created_at)
             attempt_line.write(logging.INFO, fields)
             return
-        kind = OutcomeKind(outcome.kind)
         wait = outcome.retry_after
         if not wait and kind is OutcomeKind.RATE_LIMITED:
             wait = self.channel.retry.delay  # the remote named no time, but said "slow down"
@@ -424,7 +424,7 @@ class ChannelRunner:
             if delivery.id == current and not interrupted:
                 error = f"the worker process died (exit code {code}) while sending"
                 crashed = Outcome(
-                    delivery.id, delivery.lease_token, OutcomeKind.CRASHED.value, error=error
+                    delivery.id, delivery.lease_token, OutcomeKind.CRASHED, error=error
                 )
                 answered.append((crashed, delivery))
             else:
@@ -487,4 +487,4 @@ class ChannelRunner:
 
 
 def _unstarted(delivery: Delivery) -> Outcome:
-    return Outcome(delivery.id, delivery.lease_token, OutcomeKind.UNSTARTED.value)
+    return Outcome(delivery.id, delivery.lease_token, OutcomeKind.UNSTARTED)

@@ -1,8 +1,9 @@
 """What runs inside a worker process.
 
 The loop: take a batch of deliveries from the job queue, run the worker's `send` for each,
-report the outcomes on the result pipe. A `None` on the job queue (the sentinel) ends the loop
-after everything before it is done. The process also ends by itself when its parent is gone.
+report the outcomes on the result pipe (the messages: `wire`). `wire.STOP` on the job queue
+ends the loop after everything before it is done. The process also ends by itself when its
+parent is gone.
 
 Everything this process tells its parent passes through `RedactingPipe`: the channel's secrets
 never leave it, in an outcome's error or a log event, however a remote spelt them.
@@ -36,6 +37,8 @@ from notifierd.errors import (
 )
 from notifierd.logs import configure_child_logging
 from notifierd.messages import Delivery, Outcome
+from notifierd.processes import wire
+from notifierd.processes.wire import ChildMessage, JobMessage, received
 from notifierd.redaction import Redactor, secret_values
 from notifierd.states import OutcomeKind
 from notifierd.workers.base import Worker
@@ -58,7 +61,7 @@ class ChildSpec:
 
 def child_main(
     spec: ChildSpec,
-    jobs: Queue[list[tuple[Any, ...]] | None],
+    jobs: Queue[JobMessage],
     results: Connection,
     current: Synchronized[int],
     cooldown: Synchronized[float],
@@ -84,7 +87,7 @@ def child_main(
         log.exception("worker.start_failed")
         sys.exit(EXIT_BOOT_FAILURE)
     try:
-        pipe.send(("ready", os.getpid()))
+        pipe.send(wire.ready(os.getpid()))
         _serve(worker, _Links(jobs, pipe, current, cooldown), parent)
     except BrokenPipeError:
         # The parent is gone: an exiting process closes its files a moment before the kernel
@@ -118,16 +121,18 @@ class RedactingPipe:
         self._connection = connection
         self._redactor = redactor
 
-    def send(self, message: tuple[Any, ...]) -> None:
-        # A channel without secrets (the null worker's hot path) sends as it did.
-        self._connection.send(self._redacted(message) if self._redactor.active else message)
+    def send(self, message: ChildMessage) -> None:
+        # A channel without secrets (the null worker's hot path) sends as it is.
+        if self._redactor.active:
+            message = self._redacted(message)
+        self._connection.send(wire.encode(message))
 
-    def _redacted(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
-        kind = message[0]
-        if kind == "outcomes":
-            return (kind, [self._outcome(outcome) for outcome in message[1]])
-        if kind == "log":
-            return (kind, message[1], self._redactor.value(message[2]))
+    def _redacted(self, message: ChildMessage) -> ChildMessage:
+        match message:
+            case (wire.OUTCOMES, answered):
+                return wire.outcomes([self._outcome(outcome) for outcome in answered])
+            case (wire.LOG, level, event):
+                return wire.log_event(level, self._redactor.value(event))
         return message
 
     def _outcome(self, outcome: Outcome) -> Outcome:
@@ -147,7 +152,7 @@ def _start_worker(spec: ChildSpec) -> Worker:
 class _Links:
     """The process's connections to its parent."""
 
-    jobs: Queue[list[tuple[Any, ...]] | None]
+    jobs: Queue[JobMessage]
     results: RedactingPipe
     current: Synchronized[int]
     cooldown: Synchronized[float]
@@ -161,7 +166,7 @@ def _serve(worker: Worker, links: _Links, parent: int) -> None:
             if os.getppid() != parent:
                 return  # the parent died: nobody would read our outcomes
             continue
-        if batch is None:
+        if batch is wire.STOP:
             return
         pending: list[Outcome] = []
         flushed_at = time.monotonic()
@@ -171,15 +176,10 @@ def _serve(worker: Worker, links: _Links, parent: int) -> None:
             links.current.value = 0
             pending.append(outcome)
             if time.monotonic() - flushed_at >= FLUSH_SECONDS:
-                links.results.send(("outcomes", pending))
+                links.results.send(wire.outcomes(pending))
                 pending, flushed_at = [], time.monotonic()
         if pending:
-            links.results.send(("outcomes", pending))
-
-
-def received(batch: list[tuple[Any, ...]]) -> list[Delivery]:
-    """The deliveries of a batch, as the parent sends them: each as the tuple of its fields."""
-    return [Delivery._make(fields) for fields in batch]
+            links.results.send(wire.outcomes(pending))
 
 
 def _attempt(worker: Worker, delivery: Delivery, cooldown: Synchronized[float]) -> Outcome:
@@ -231,7 +231,7 @@ def _outcome(
     return Outcome(
         delivery.id,
         delivery.lease_token,
-        kind.value,
+        kind,
         retry_after=retry_after,
         error=error,
         duration=time.monotonic() - started,

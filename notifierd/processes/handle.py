@@ -16,17 +16,18 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import Synchronized
-from typing import Any
 
 import structlog
 
 from notifierd.messages import Delivery, Outcome
+from notifierd.processes import wire
 from notifierd.processes.child import ChildSpec, child_main
+from notifierd.processes.wire import ChildMessage, JobMessage
 
 log = structlog.get_logger("notifierd.supervisor")
 
 REAP_SECONDS = 2.0
-MessageHandler = Callable[["WorkerProcess", tuple[Any, ...]], None]
+MessageHandler = Callable[["WorkerProcess", ChildMessage], None]
 ExitHandler = Callable[["WorkerProcess"], None]
 
 
@@ -49,7 +50,7 @@ class WorkerProcess:
         self._context = context
         self._on_message = on_message
         self._on_exit = on_exit
-        self._jobs: Queue[list[tuple[Any, ...]] | None] = context.Queue()
+        self._jobs: Queue[JobMessage] = context.Queue()
         self._results, child_end = context.Pipe(duplex=False)
         self._current: Synchronized[int] = context.Value("q", 0, lock=False)
         self._process: SpawnProcess = context.Process(
@@ -95,17 +96,14 @@ class WorkerProcess:
     def hand(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             self.in_flight[delivery.id] = delivery
-        # As plain tuples: pickle saves a named tuple through its __reduce_ex__ and the class's
-        # __getnewargs__ (Python), four times what the same fields cost as a tuple; the child
-        # makes them Deliveries again (`child.received`).
-        self._jobs.put([tuple(delivery) for delivery in deliveries])
+        self._jobs.put(wire.to_batch(deliveries))
 
     def stop(self) -> None:
         """Ask the process to end after what it holds (the sentinel)."""
         if not self.stopping and not self._exited:
             self.stopping = True
             with contextlib.suppress(ValueError, OSError):
-                self._jobs.put(None)
+                self._jobs.put(wire.STOP)
 
     def kill(self) -> None:
         if not self._exited:
@@ -130,7 +128,7 @@ class WorkerProcess:
     def _drain(self) -> None:
         try:
             while self._results.poll():
-                self._on_message(self, self._results.recv())
+                self._on_message(self, wire.decode(self._results.recv()))
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(self._results.fileno())
 

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from notifierd.errors import MAX_RETRY_AFTER, RateLimited, TemporaryFailure
 from notifierd.messages import Delivery, Outcome
-from notifierd.processes.child import received, run_send
+from notifierd.processes.child import run_send
+from notifierd.processes.wire import received
 from notifierd.states import OutcomeKind
 from notifierd.workers.base import Worker
 from notifierd.workers.null import Fault, NullParams, NullWorker

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 from notifierd.messages import Delivery, Outcome
+from notifierd.states import OutcomeKind
 
 
 def test_delivery_round_trip_keeps_every_field() -> None:
@@ -22,6 +23,7 @@ def test_delivery_defaults_survive() -> None:
 
 
 def test_outcome_round_trip_keeps_every_field() -> None:
-    outcome = Outcome(7, 9, "temporary", 30.0, "429 Too Many Requests", 0.25)
+    outcome = Outcome(7, 9, OutcomeKind.TEMPORARY, 30.0, "429 Too Many Requests", 0.25)
     assert pickle.loads(pickle.dumps(outcome)) == outcome
-    assert pickle.loads(pickle.dumps(Outcome(1, 2, "delivered"))) == Outcome(1, 2, "delivered")
+    delivered = Outcome(1, 2, OutcomeKind.DELIVERED)
+    assert pickle.loads(pickle.dumps(delivered)) == delivered

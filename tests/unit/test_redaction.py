@@ -11,8 +11,10 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from notifierd.messages import Outcome
+from notifierd.processes import wire
 from notifierd.processes.child import RedactingPipe
 from notifierd.redaction import Redactor, secret_values
+from notifierd.states import OutcomeKind
 
 SECRET = 'pä/ss+w=rd&"q"\\1'
 USER = "notifier@example.org"
@@ -83,10 +85,12 @@ def test_secret_values_finds_nested_secret_fields() -> None:
 def test_the_result_pipe_redacts_outcomes_and_log_events() -> None:
     receiving, sending = Pipe(duplex=False)
     pipe = RedactingPipe(sending, Redactor([SECRET]))
-    pipe.send(("outcomes", [Outcome(1, 2, "temporary", error=f"HTTP 500: {SECRET}")]))
+    pipe.send(("outcomes", [Outcome(1, 2, OutcomeKind.TEMPORARY, error=f"HTTP 500: {SECRET}")]))
     pipe.send(("log", "info", {"event": "x", "detail": b64(f"{USER}:{SECRET}")}))
     pipe.send(("ready", 42))
-    [outcome] = receiving.recv()[1]
+    answered = wire.decode(receiving.recv())
+    assert answered[0] == wire.OUTCOMES
+    [outcome] = answered[1]
     assert outcome.error == "HTTP 500: ***" and outcome.id == 1
     _, level, fields = receiving.recv()
     assert level == "info" and "***" in fields["detail"] and fields["event"] == "x"

@@ -40,7 +40,7 @@ def outcome(
     error: str | None = None,
     retry_after: float | None = None,
 ) -> Outcome:
-    return Outcome(delivery.id, delivery.lease_token, kind.value, retry_after, error)
+    return Outcome(delivery.id, delivery.lease_token, kind, retry_after, error)
 
 
 async def claim_one(store: SqliteStore, now: float, channel: str = "c") -> Delivery:
@@ -358,10 +358,10 @@ async def test_next_try_after_expiry_is_expired(store: SqliteStore) -> None:
 async def test_stale_lease_token_ignored(store: SqliteStore) -> None:
     await store.add(job(), T0)
     delivery = await claim_one(store, T0)
-    stale = Outcome(delivery.id, delivery.lease_token + 1, OutcomeKind.DELIVERED.value)
+    stale = Outcome(delivery.id, delivery.lease_token + 1, OutcomeKind.DELIVERED)
     assert await store.complete([stale], POLICY, T0) == [None]
     assert (await record(store, delivery.id)).state == "leased"
-    unknown = Outcome(delivery.id + 1000, delivery.lease_token, OutcomeKind.DELIVERED.value)
+    unknown = Outcome(delivery.id + 1000, delivery.lease_token, OutcomeKind.DELIVERED)
     assert await store.complete([unknown], POLICY, T0) == [None]
     # A second answer for a delivery already completed is ignored too.
     assert await store.complete([outcome(delivery, OutcomeKind.DELIVERED)], POLICY, T0) == [
@@ -377,7 +377,7 @@ async def test_complete_many_in_one_call(store: SqliteStore) -> None:
     for _ in range(3):
         await store.add(job(), T0)
     a, b, c = (await store.claim("c", 10, T0, LEASE)).deliveries
-    stale = Outcome(c.id, c.lease_token + 1, OutcomeKind.DELIVERED.value)
+    stale = Outcome(c.id, c.lease_token + 1, OutcomeKind.DELIVERED)
     states = await store.complete(
         [outcome(a, OutcomeKind.DELIVERED), stale, outcome(b, OutcomeKind.PERMANENT)], POLICY, T0
     )

@@ -42,7 +42,7 @@ async def check(store: SqliteStore, now: float) -> None:
 
 
 def answer(delivery: Delivery, kind: OutcomeKind) -> Outcome:
-    return Outcome(delivery.id, delivery.lease_token, kind.value, error=f"{kind.value} answer")
+    return Outcome(delivery.id, delivery.lease_token, kind, error=f"{kind.value} answer")
 
 
 async def test_counts_follow_every_transition(tmp_path: Path) -> None:

@@ -18,13 +18,13 @@ async def two_jobs(store: SqliteStore) -> tuple[int, int]:
     failed = await store.add(NewJob("c", "bad", ["a", "b"], 0, 3600), T0)
     claimed = (await store.claim("c", 10, T0, 60)).deliveries
     outcomes = [
-        Outcome(claimed[0].id, claimed[0].lease_token, OutcomeKind.TEMPORARY.value, None, "busy"),
-        Outcome(claimed[1].id, claimed[1].lease_token, OutcomeKind.PERMANENT.value, None, "no"),
+        Outcome(claimed[0].id, claimed[0].lease_token, OutcomeKind.TEMPORARY, None, "busy"),
+        Outcome(claimed[1].id, claimed[1].lease_token, OutcomeKind.PERMANENT, None, "no"),
     ]
     await store.complete(outcomes, POLICY, T0 + 1)
     good = await store.add(NewJob("d", "good", ["x"], 0, 3600), T0 + 2)
     [delivery] = (await store.claim("d", 10, T0 + 2, 60)).deliveries
-    done = Outcome(delivery.id, delivery.lease_token, OutcomeKind.DELIVERED.value)
+    done = Outcome(delivery.id, delivery.lease_token, OutcomeKind.DELIVERED)
     await store.complete([done], POLICY, T0 + 3)
     return failed, good
 

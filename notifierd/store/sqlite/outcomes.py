@@ -92,7 +92,7 @@ def apply_outcome(
     if row is None:
         return None  # a late answer for a lease that is no longer current
     attempts, expires_at, channel, due_at = row
-    kind = OutcomeKind(outcome.kind)
+    kind = outcome.kind
     if kind not in NO_ATTEMPT:
         _INSERT_ATTEMPTS.run(
             conn, [(outcome.id, attempts, now, kind.value, outcome.duration, outcome.error)]
