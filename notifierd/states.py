@@ -1,4 +1,5 @@
-"""Delivery states, outcome kinds and worker-slot states. Imports nothing from the package."""
+"""Delivery states, outcome kinds, channel states and worker-slot states, with their legal
+transitions. Imports nothing from the package."""
 
 from __future__ import annotations
 
@@ -50,3 +51,53 @@ class ChannelState(StrEnum):
     PAUSED = "paused"  # the whole service is in maintenance
     FATAL = "fatal"  # workers crash during start-up in a loop; needs the operator
     MISCONFIGURED = "misconfigured"  # the remote rejects the channel's credentials
+
+
+class SlotState(StrEnum):
+    """Where one of a channel's worker slots is (`channels.pool`). A slot is a position among the
+    channel's processes; the process in it changes as it is restarted."""
+
+    IDLE = "idle"  # no process and none due: the channel is not active
+    STARTING = "starting"  # its process was started and has not said that it is ready
+    RUNNING = "running"  # its process takes deliveries
+    STOPPING = "stopping"  # its process was asked to end after what it holds
+    BACKOFF = "backoff"  # its process ended unasked; a restart is due
+    FATAL = "fatal"  # its processes failed to start too often in a row: the operator decides
+
+
+# Every legal move of a slot, with the event that makes it. The channel is active (it wants its
+# workers) in STARTING, RUNNING and BACKOFF: deactivating it moves each slot out of them.
+SLOT_TRANSITIONS: dict[SlotState, frozenset[SlotState]] = {
+    SlotState.IDLE: frozenset({SlotState.STARTING}),  # the channel is activated
+    SlotState.STARTING: frozenset(
+        {
+            SlotState.RUNNING,  # the process says it is ready
+            SlotState.STOPPING,  # the channel is deactivated
+            SlotState.BACKOFF,  # the process ended before it was ready, failures left
+            SlotState.FATAL,  # the process ended before it was ready, the last time allowed
+        }
+    ),
+    SlotState.RUNNING: frozenset(
+        {
+            SlotState.STOPPING,  # the channel is deactivated
+            SlotState.BACKOFF,  # the process died
+        }
+    ),
+    SlotState.STOPPING: frozenset(
+        {
+            SlotState.IDLE,  # the process ended, the channel is still inactive
+            # The channel was activated again before the process ended: as from STARTING or
+            # RUNNING, but an orderly end is followed by a new process at once.
+            SlotState.STARTING,
+            SlotState.BACKOFF,
+            SlotState.FATAL,
+        }
+    ),
+    SlotState.BACKOFF: frozenset(
+        {
+            SlotState.STARTING,  # the restart is due, or the channel is activated
+            SlotState.IDLE,  # the channel is deactivated: the restart is cancelled
+        }
+    ),
+    SlotState.FATAL: frozenset({SlotState.STARTING}),  # the operator starts the channel
+}

@@ -1,2 +1,3 @@
-"""Channels (SPEC's "wrapper" of workers): the per-channel runner that dispatches deliveries to
-worker processes, its pacing and rate groups, and the probe schedule of a misconfigured channel."""
+"""Channels (SPEC's "wrapper" of workers) at run time: each one's runner assembles its worker pool
+(slots in explicit states), its dispatcher and pacing, its outcome handler and its condition
+(cool-down, misconfigured); rate groups share pacing among channels of one remote budget."""

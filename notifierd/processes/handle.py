@@ -43,8 +43,6 @@ class WorkerProcess:
         on_exit: ExitHandler,
     ) -> None:
         self.spec = spec
-        self.ready = False
-        self.stopping = False
         #: Deliveries handed to this process and not yet answered, by id.
         self.in_flight: dict[int, Delivery] = {}
         self._context = context
@@ -61,6 +59,7 @@ class WorkerProcess:
         )
         self._child_end: Connection | None = child_end
         self._exited = False
+        self._stop_sent = False
         self._pid: int | None = None
 
     @property
@@ -88,11 +87,6 @@ class WorkerProcess:
         loop.add_reader(self._results.fileno(), self._drain)
         loop.add_reader(self._process.sentinel, self._reap)
 
-    def free_capacity(self, prefetch: int) -> int:
-        if not self.ready or self.stopping or self._exited:
-            return 0
-        return max(0, prefetch - len(self.in_flight))
-
     def hand(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             self.in_flight[delivery.id] = delivery
@@ -100,8 +94,8 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """Ask the process to end after what it holds (the sentinel)."""
-        if not self.stopping and not self._exited:
-            self.stopping = True
+        if not self._stop_sent and not self._exited:
+            self._stop_sent = True
             with contextlib.suppress(ValueError, OSError):
                 self._jobs.put(wire.STOP)
 
