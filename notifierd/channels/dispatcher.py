@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from typing import Generic
 
 import structlog
 
 from notifierd.channels.condition import ChannelCondition
 from notifierd.channels.outcomes import OutcomeHandler
-from notifierd.channels.pool import WorkerPool
+from notifierd.channels.pool import H, WorkerPool
 from notifierd.channels.rate_groups import RateGroup
 from notifierd.config import Channel
 from notifierd.errors import StoreError
@@ -28,7 +29,7 @@ IDLE_POLL_SECONDS = 5.0  # a safety net: the dispatcher is woken by events, not 
 ERROR_PAUSE_SECONDS = 1.0  # after a failed round, before the next
 
 
-class Dispatcher:
+class Dispatcher(Generic[H]):
     """Hands out one channel's deliveries to its worker pool; `wake` it when there may be
     something to do."""
 
@@ -37,7 +38,7 @@ class Dispatcher:
         channel: Channel,
         store: Store,
         *,
-        pool: WorkerPool,
+        pool: WorkerPool[H],
         condition: ChannelCondition,
         rate_group: RateGroup,
         outcomes: OutcomeHandler,

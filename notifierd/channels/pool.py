@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 
@@ -62,21 +62,20 @@ class WorkerHandle(Protocol):
         delivery."""
 
 
-#: Makes the (unstarted) process of the slot at an index.
-Spawn = Callable[[int], WorkerHandle]
+H = TypeVar("H", bound=WorkerHandle)
 
 
 class IllegalTransition(RuntimeError):
     """A slot was asked to move where `states.SLOT_TRANSITIONS` does not lead."""
 
 
-class WorkerSlot:
+class WorkerSlot(Generic[H]):
     """Position `index` among a channel's worker processes, across restarts."""
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.state = SlotState.IDLE
-        self.process: WorkerHandle | None = None
+        self.process: H | None = None
         #: The process said it was ready. Kept through STOPPING: a process that ends before
         #: that failed to start.
         self.ready = False
@@ -102,19 +101,20 @@ class WorkerSlot:
             self.restart = None
 
 
-class WorkerPool:
+class WorkerPool(Generic[H]):
     """The worker slots of one channel: `activate` / `deactivate` them, and tell the pool what
-    their processes did (`ready`, `exited`)."""
+    their processes did (`ready`, `exited`). `spawn` makes the (unstarted) process of the slot
+    at an index."""
 
     def __init__(
         self,
         channel: str,
         size: int,
-        spawn: Spawn,
+        spawn: Callable[[int], H],
         *,
         on_restart: Callable[[], None] = lambda: None,
     ) -> None:
-        self.slots = [WorkerSlot(index) for index in range(size)]
+        self.slots: list[WorkerSlot[H]] = [WorkerSlot(index) for index in range(size)]
         #: Why the channel is FATAL, while it is.
         self.fatal_reason: str | None = None
         self._channel = channel
@@ -149,7 +149,7 @@ class WorkerPool:
                 assert slot.process is not None
                 slot.process.stop()
 
-    def ready(self, process: WorkerHandle) -> None:
+    def ready(self, process: H) -> None:
         """`process` said it is ready to take deliveries."""
         slot = self.slot_of(process)
         slot.ready = True
@@ -157,7 +157,7 @@ class WorkerPool:
             slot.move(SlotState.RUNNING)
         self._log.info("worker.ready", worker=slot.index, pid=process.pid)
 
-    def exited(self, process: WorkerHandle) -> None:
+    def exited(self, process: H) -> None:
         """`process` ended: start another, now or later, or none."""
         slot = self.slot_of(process)
         slot.process = None
@@ -190,17 +190,17 @@ class WorkerPool:
             self._back_off(slot, slot.crash_backoff)
             slot.crash_backoff = min(slot.crash_backoff * 2, CRASH_BACKOFF_MAX)
 
-    def slot_of(self, process: WorkerHandle) -> WorkerSlot:
+    def slot_of(self, process: H) -> WorkerSlot[H]:
         return next(slot for slot in self.slots if slot.process is process)
 
-    def stopped_on_purpose(self, process: WorkerHandle) -> bool:
+    def stopped_on_purpose(self, process: H) -> bool:
         """`process` was asked to end, and the channel does not want it back."""
         return self.slot_of(process).state is SlotState.STOPPING and not self._active
 
-    def processes(self) -> list[WorkerHandle]:
+    def processes(self) -> list[H]:
         return [slot.process for slot in self.slots if slot.process is not None]
 
-    def rooms(self, prefetch: int) -> list[tuple[WorkerHandle, int]]:
+    def rooms(self, prefetch: int) -> list[tuple[H, int]]:
         """The processes that may take more deliveries now, with how many each."""
         return [
             (slot.process, room)
@@ -221,7 +221,7 @@ class WorkerPool:
         """Some process has not said yet that it is ready."""
         return any(slot.process is not None and not slot.ready for slot in self.slots)
 
-    def _boot_failed(self, slot: WorkerSlot) -> None:
+    def _boot_failed(self, slot: WorkerSlot[H]) -> None:
         slot.boot_failures += 1
         if slot.boot_failures < BOOT_RETRIES:
             self._back_off(slot, BOOT_BACKOFF[slot.boot_failures - 1])
@@ -237,16 +237,16 @@ class WorkerPool:
         )
         self.deactivate()
 
-    def _back_off(self, slot: WorkerSlot, delay: float) -> None:
+    def _back_off(self, slot: WorkerSlot[H], delay: float) -> None:
         slot.move(SlotState.BACKOFF)
         slot.restart = asyncio.get_running_loop().call_later(delay, self._restart, slot)
 
-    def _restart(self, slot: WorkerSlot) -> None:
+    def _restart(self, slot: WorkerSlot[H]) -> None:
         slot.restart = None
         if slot.state is SlotState.BACKOFF:
             self._start(slot)
 
-    def _start(self, slot: WorkerSlot) -> None:
+    def _start(self, slot: WorkerSlot[H]) -> None:
         slot.cancel_restart()
         slot.move(SlotState.STARTING)
         slot.ready = False

@@ -15,7 +15,7 @@ import structlog
 from notifierd.channels.condition import ChannelCondition
 from notifierd.channels.dispatcher import Dispatcher
 from notifierd.channels.outcomes import OutcomeHandler
-from notifierd.channels.pool import WorkerHandle, WorkerPool
+from notifierd.channels.pool import WorkerPool
 from notifierd.channels.rate_groups import RateGroup
 from notifierd.config import Channel
 from notifierd.logs import reemit
@@ -53,7 +53,7 @@ class ChannelRunner:
         # Shared with the worker processes, which stop sending while it lies in the future.
         self._cooldown: Synchronized[float] = context.Value("d", 0.0, lock=False)
         self.condition = ChannelCondition(self._cooldown, channel.retry.delay)
-        self._pool = WorkerPool(
+        self._pool: WorkerPool[WorkerProcess] = WorkerPool(
             channel.name,
             channel.processes,
             self._spawn,
@@ -125,7 +125,7 @@ class ChannelRunner:
     def wake(self) -> None:
         self._dispatcher.wake()
 
-    def processes(self) -> list[WorkerHandle]:
+    def processes(self) -> list[WorkerProcess]:
         return self._pool.processes()
 
     def kill_all(self) -> None:
@@ -171,7 +171,7 @@ class ChannelRunner:
 
     # -- what the worker processes do -------------------------------------------------------
 
-    def on_message(self, process: WorkerHandle, message: ChildMessage) -> None:
+    def on_message(self, process: WorkerProcess, message: ChildMessage) -> None:
         match message:
             case (wire.OUTCOMES, outcomes):
                 self._outcomes.answered(process, outcomes)
@@ -181,13 +181,13 @@ class ChannelRunner:
                 self._pool.ready(process)
                 self.wake()
 
-    def on_exit(self, process: WorkerHandle) -> None:
+    def on_exit(self, process: WorkerProcess) -> None:
         interrupted = self._pool.stopped_on_purpose(process)
         self._on_worker_exit()
         self._outcomes.orphaned(process, interrupted=interrupted)
         self._pool.exited(process)
 
-    def _spawn(self, index: int) -> WorkerHandle:
+    def _spawn(self, index: int) -> WorkerProcess:
         spec = ChildSpec(
             channel=self.channel.name,
             index=index,

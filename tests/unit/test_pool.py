@@ -28,24 +28,26 @@ class Pool:
     def __init__(self, size: int = 1) -> None:
         self.spawner = FakeSpawner()
         self.restarts = 0
-        self.pool = WorkerPool("devnull", size, self.spawner, on_restart=self.count_restart)
+        self.pool: WorkerPool[FakeWorker] = WorkerPool(
+            "devnull", size, self.spawner, on_restart=self.count_restart
+        )
 
     def count_restart(self) -> None:
         self.restarts += 1
 
     @property
-    def slot(self) -> WorkerSlot:
+    def slot(self) -> WorkerSlot[FakeWorker]:
         return self.pool.slots[0]
 
     @property
     def worker(self) -> FakeWorker:
         """The process of the first slot."""
-        assert isinstance(self.slot.process, FakeWorker)
+        assert self.slot.process is not None
         return self.slot.process
 
     def exit(self, code: int, slot: int = 0) -> FakeWorker:
         worker = self.pool.slots[slot].process
-        assert isinstance(worker, FakeWorker)
+        assert worker is not None
         worker.exitcode = code
         self.pool.exited(worker)
         return worker
@@ -72,7 +74,7 @@ def moves(monkeypatch: pytest.MonkeyPatch) -> list[Move]:
     made: list[Move] = []
     move = WorkerSlot.move
 
-    def recorded(slot: WorkerSlot, to: SlotState) -> None:
+    def recorded(slot: WorkerSlot[FakeWorker], to: SlotState) -> None:
         before = slot.state
         move(slot, to)
         made.append((before, to))
@@ -254,7 +256,7 @@ async def test_legal_transition(
     [(a, b) for a, b in itertools.product(SlotState, SlotState) if b not in SLOT_TRANSITIONS[a]],
 )
 def test_illegal_transition_is_refused(before: SlotState, after: SlotState) -> None:
-    slot = WorkerSlot(2)
+    slot: WorkerSlot[FakeWorker] = WorkerSlot(2)
     slot.state = before
     with pytest.raises(IllegalTransition, match=f"worker slot 2 cannot go from {before} to"):
         slot.move(after)
