@@ -36,7 +36,7 @@ def outcome(
     error: str | None = None,
     retry_after: float | None = None,
 ) -> Outcome:
-    return Outcome(delivery.id, delivery.lease_token, kind.value, retry_after, error)
+    return Outcome(delivery.id, delivery.lease_token, kind, retry_after, error)
 
 
 async def claim_one(store: Store, now: float, channel: str = "c") -> Delivery:

@@ -15,7 +15,8 @@ from notifierd.channels.rate_groups import RateGroup, rate_groups
 from notifierd.config import Channel
 from notifierd.messages import Delivery
 from notifierd.metrics import ChannelSeries, Metrics
-from notifierd.store import DeliveryRecord, NewJob, SqliteStore
+from notifierd.store import DeliveryRecord, NewJob
+from notifierd.store.sqlite import SqliteStore
 from tests.unit.fake_processes import FakeSpawner, FakeWorker
 
 

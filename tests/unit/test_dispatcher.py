@@ -18,7 +18,8 @@ from notifierd.config import Channel, load_channels
 from notifierd.errors import StoreError
 from notifierd.messages import Outcome
 from notifierd.states import OutcomeKind
-from notifierd.store import ClaimResult, SqliteStore
+from notifierd.store import ClaimResult
+from notifierd.store.sqlite import SqliteStore
 from tests.unit.channel_parts import ChannelParts
 
 WORKERS_2 = """

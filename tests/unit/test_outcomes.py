@@ -15,7 +15,7 @@ from notifierd.config import Channel, load_channels
 from notifierd.errors import StoreError
 from notifierd.messages import Delivery, Outcome
 from notifierd.states import DeliveryState, OutcomeKind
-from notifierd.store import SqliteStore
+from notifierd.store.sqlite import SqliteStore
 from tests.unit.channel_parts import ChannelParts, FakeMember
 from tests.unit.fake_processes import FakeWorker
 
