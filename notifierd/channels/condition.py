@@ -1,46 +1,130 @@
 """What the remote's answers say about a whole channel rather than one delivery: how long it must
 wait (a Retry-After, the probe schedule of a misconfigured channel), whether the remote refuses
-its credentials, and the last error it gave."""
+its credentials, and the last error it gave.
+
+The cool-down and the misconfigured state are kept in the Store (`Store.set_channel_state`), so
+that a restart keeps them (and, with a Store shared by several hosts, every host sees them);
+`restore` reads them back. The Store keeps times on its clock; the worker processes get the
+cool-down as a monotonic deadline (`time.monotonic()`, one clock for every process of the
+host), which no step of the wall clock moves.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from multiprocessing.sharedctypes import Synchronized
 
 from notifierd.channels.probing import ProbeSchedule
+from notifierd.store import Store
 
 
 class ChannelCondition:
     """The cool-down, the misconfigured state and the last error of one channel.
 
-    `cooldown` is shared with the channel's worker processes, which do not start a send while it
-    lies in the future (`processes.child`)."""
+    `cooldown` is shared with the channel's worker processes: a `time.monotonic()` deadline
+    before which none of them starts a send (`processes.child`)."""
 
-    def __init__(self, cooldown: Synchronized[float], first_probe: float) -> None:
+    def __init__(
+        self,
+        channel: str,
+        store: Store,
+        cooldown: Synchronized[float],
+        first_probe: float,
+        *,
+        on_store_error: Callable[[Exception], None],
+    ) -> None:
+        self._channel = channel
+        self._store = store
         self._cooldown = cooldown
         self._probes = ProbeSchedule(first_probe)
-        #: Why the remote refuses the channel (its error), while it does.
-        self.misconfigured: str | None = None
+        self._on_store_error = on_store_error
+        self._misconfigured: str | None = None
+        #: The end of the cool-down on the Store's clock, as the Store is told it.
+        self._until: float | None = None
         self.last_error: str | None = None
+        self._dirty = False
+        self._saving: asyncio.Task[None] | None = None
 
     @property
-    def cooldown_until(self) -> float:
-        """Wall-clock time before which the channel sends nothing."""
-        return float(self._cooldown.value)
+    def misconfigured(self) -> str | None:
+        """Why the remote refuses the channel (its error), while it does."""
+        return self._misconfigured
+
+    def cooling(self) -> float:
+        """Seconds left of the cool-down (0: none)."""
+        return max(0.0, self._cooldown.value - time.monotonic())
 
     def cool_down(self, until: float) -> None:
-        self._cooldown.value = max(self._cooldown.value, until)
+        """Send nothing before `until` (the Store's clock)."""
+        deadline = time.monotonic() + (until - self._store.now())
+        if deadline > self._cooldown.value:
+            self._cooldown.value = deadline
+            self._until = until
+            self._changed()
+
+    def cool_down_for(self, seconds: float) -> None:
+        self.cool_down(self._store.now() + seconds)
 
     def works(self) -> None:
         """A delivery went through: the channel is not misconfigured (any more)."""
-        self.misconfigured = None
         self._probes.reset()
+        if self._misconfigured is not None:
+            self._misconfigured = None
+            self._changed()
 
-    def refused(self, error: str | None, now: float) -> float:
+    def refused(self, error: str | None) -> float:
         """The remote refused the channel's credentials. Returns the seconds until the next
         probe."""
-        self.misconfigured = error
+        if error != self._misconfigured:
+            self._misconfigured = error
+            self._changed()
         # Deliveries sent alongside the one that found the problem answer while the channel
         # already waits: only a probe's answer moves the schedule on.
-        if now >= self.cooldown_until:
-            self.cool_down(now + self._probes.next_interval())
-        return self.cooldown_until - now
+        if self.cooling() <= 0:
+            self.cool_down_for(self._probes.next_interval())
+        return self.cooling()
+
+    async def restore(self) -> None:
+        """Take back what the Store kept of the channel (before a restart, or from another
+        host)."""
+        try:
+            record = (await self._store.channel_states()).get(self._channel)
+        except Exception as exc:
+            self._on_store_error(exc)
+            return
+        if record is None:
+            return
+        if record.cooldown_until is not None:
+            deadline = time.monotonic() + (record.cooldown_until - self._store.now())
+            if deadline > self._cooldown.value:
+                self._cooldown.value = deadline
+                self._until = record.cooldown_until
+        if self._misconfigured is None:
+            self._misconfigured = record.misconfigured
+
+    async def close(self) -> None:
+        """Wait until the Store has the latest state."""
+        while self._saving is not None:
+            await asyncio.wait([self._saving])
+
+    def _changed(self) -> None:
+        self._dirty = True
+        if self._saving is None:
+            self._saving = asyncio.get_running_loop().create_task(self._save())
+
+    async def _save(self) -> None:
+        """Write the state until the Store has the latest one: one write at a time, so that
+        an older state never lands after a newer."""
+        try:
+            while self._dirty:
+                self._dirty = False
+                until = self._until if self.cooling() > 0 else None
+                await self._store.set_channel_state(
+                    self._channel, cooldown_until=until, misconfigured=self._misconfigured
+                )
+        except Exception as exc:
+            self._on_store_error(exc)
+        finally:
+            self._saving = None

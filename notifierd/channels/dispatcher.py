@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from typing import Generic
 
@@ -70,6 +69,7 @@ class Dispatcher(Generic[H]):
             await asyncio.wait([self._task])
 
     async def _run(self) -> None:
+        await self._condition.restore()
         while True:
             self._wake.clear()
             try:
@@ -97,10 +97,9 @@ class Dispatcher(Generic[H]):
         """Hand out what may go now. Returns how long to sleep at most (None: until woken)."""
         if not self._pool.active:
             return None
-        now = time.time()
-        cooldown_until = self._condition.cooldown_until
-        if cooldown_until > now:
-            return cooldown_until - now
+        cooling = self._condition.cooling()
+        if cooling > 0:
+            return cooling
         limit = sum(room for _, room in self._pool.rooms(self._channel.prefetch))
         if self._condition.misconfigured:
             limit = min(limit, self._probe_room())
@@ -112,7 +111,7 @@ class Dispatcher(Generic[H]):
             return await self._dispatch_paced(limit)
 
     async def _dispatch_paced(self, limit: int) -> float | None:
-        now = time.time()
+        now = self._store.now()
         window = self._rate.window
         if window is not None:
             slots = window.available(now)

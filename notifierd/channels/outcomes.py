@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -88,7 +87,7 @@ class OutcomeHandler:
     def released(self, deliveries: list[Delivery]) -> None:
         """`deliveries` left their worker's hands (answered, or dropped): their recipients and
         their slots in the send window come free."""
-        self._rate.finished(deliveries, time.time(), self._member)
+        self._rate.finished(deliveries, self._store.now(), self._member)
 
     async def close(self) -> None:
         """Wait for the outcomes being written."""
@@ -101,7 +100,7 @@ class OutcomeHandler:
         task.add_done_callback(self._pending_writes.discard)
 
     async def _apply(self, answered: Answered, worker_pid: int | None) -> None:
-        now = time.time()
+        now = self._store.now()
         outcomes = [outcome for outcome, _ in answered]
         try:
             states = await self._store.complete(outcomes, self._channel.retry, now)
@@ -143,7 +142,7 @@ class OutcomeHandler:
             return
         self._hold_back(kind, outcome.retry_after, now, fields)
         if kind is OutcomeKind.MISCONFIGURED:
-            fields["retry_in"] = round(self._condition.refused(outcome.error, now), 3)
+            fields["retry_in"] = round(self._condition.refused(outcome.error), 3)
             log.error("channel.misconfigured", **fields)
             return
         attempt_line.write(

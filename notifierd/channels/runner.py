@@ -50,9 +50,11 @@ class ChannelRunner:
         self._context = context
         self._log_level = log_level
         self._on_worker_exit = on_worker_exit
-        # Shared with the worker processes, which stop sending while it lies in the future.
+        # Shared with the worker processes, which send nothing before it (a monotonic time).
         self._cooldown: Synchronized[float] = context.Value("d", 0.0, lock=False)
-        self.condition = ChannelCondition(self._cooldown, channel.retry.delay)
+        self.condition = ChannelCondition(
+            channel.name, store, self._cooldown, channel.retry.delay, on_store_error=on_store_error
+        )
         self._pool: WorkerPool[WorkerProcess] = WorkerPool(
             channel.name,
             channel.processes,
@@ -102,10 +104,6 @@ class ChannelRunner:
     def last_error(self) -> str | None:
         return self.condition.last_error
 
-    @property
-    def cooldown_until(self) -> float:
-        return self.condition.cooldown_until
-
     def cool_down(self, until: float) -> None:
         self.condition.cool_down(until)
 
@@ -134,6 +132,7 @@ class ChannelRunner:
     async def close(self) -> None:
         await self._dispatcher.close()
         await self._outcomes.close()
+        await self.condition.close()
 
     def state(self, paused: bool, stopped: bool) -> ChannelState:
         if self.fatal_reason:

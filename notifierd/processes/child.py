@@ -70,7 +70,8 @@ def child_main(
 
     `current` tells the parent which delivery is being sent (so that, should this process die,
     only that one is charged an attempt); `cooldown` is shared by the channel's processes: the
-    time until which none of them may send (a remote's Retry-After, a misconfiguration)."""
+    `time.monotonic()` before which none of them may send (a remote's Retry-After, a
+    misconfiguration)."""
     _die_with_parent()
     parent = _parent_pid()
     if os.getppid() != parent:
@@ -186,7 +187,7 @@ def _attempt(worker: Worker, delivery: Delivery, cooldown: Synchronized[float]) 
     """Send, unless the delivery may not go now: its channel cools down, its lease is over
     (it was handed out again meanwhile), or its time-to-live passed while it waited here."""
     now = time.time()
-    if now < cooldown.value or now >= delivery.leased_until:
+    if time.monotonic() < cooldown.value or now >= delivery.leased_until:
         return _outcome(delivery, OutcomeKind.UNSTARTED, None, time.monotonic())
     if now >= delivery.expires_at:
         error = "time-to-live passed before the attempt"
@@ -194,7 +195,7 @@ def _attempt(worker: Worker, delivery: Delivery, cooldown: Synchronized[float]) 
     outcome = run_send(worker, delivery)
     if outcome.retry_after is not None:
         # The siblings of this process read the same value: the whole channel waits.
-        cooldown.value = max(cooldown.value, time.time() + outcome.retry_after)
+        cooldown.value = max(cooldown.value, time.monotonic() + outcome.retry_after)
     return outcome
 
 

@@ -44,7 +44,13 @@ class ChannelParts:
         self.spawner = FakeSpawner()
         self.pool = WorkerPool(channel.name, channel.processes, self.spawner)
         cooldown = multiprocessing.get_context("spawn").Value("d", 0.0, lock=False)
-        self.condition = ChannelCondition(cooldown, channel.retry.delay)
+        self.condition = ChannelCondition(
+            channel.name,
+            store,
+            cooldown,
+            channel.retry.delay,
+            on_store_error=self.store_errors.append,
+        )
         self.rate = rate_group or rate_groups([channel])[channel.name]
         self.member = FakeMember()
         self.rate.join(self.member)
@@ -91,6 +97,11 @@ class ChannelParts:
     async def record(self, delivery_id: int) -> DeliveryRecord:
         rows = await self.store.list_deliveries(self.channel.name, None, 1000)
         return next(row for row in rows if row.id == delivery_id)
+
+    async def misconfigured(self, error: str) -> None:
+        """The channel misconfigured as the Store tells it (with no cool-down)."""
+        await self.store.set_channel_state(self.channel.name, misconfigured=error)
+        await self.condition.restore()
 
     async def states(self) -> list[str]:
         rows = await self.store.list_deliveries(self.channel.name, None, 1000)

@@ -119,7 +119,7 @@ async def test_a_misconfigured_channel_sends_one_probe_at_a_time(parts: ChannelP
     for n in range(3):
         await parts.add(f"m{n}")
     [worker] = parts.start_workers()
-    parts.condition.misconfigured = "401 Unauthorized"
+    await parts.misconfigured("401 Unauthorized")
     await parts.dispatcher.dispatch_once()
     assert [len(b) for b in worker.batches] == [1]
     assert await parts.dispatcher.dispatch_once() is None  # the probe has not answered
@@ -212,3 +212,29 @@ async def test_the_loop_hands_out_when_woken(
         await parts.dispatcher.close()
     assert [d.message for d in worker.batches[0]] == ["hello"]
     assert claims[:2] == [0, 1]
+
+
+async def test_the_loop_restores_the_channels_condition_before_it_claims(
+    parts: ChannelParts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims: list[int] = []
+    claim = parts.store.claim
+
+    async def counted(*args: Any, **kwargs: Any) -> ClaimResult:
+        result = await claim(*args, **kwargs)
+        claims.append(len(result.deliveries))
+        return result
+
+    await parts.store.set_channel_state(
+        "devnull", cooldown_until=parts.store.now() + 30, misconfigured="401"
+    )
+    monkeypatch.setattr(parts.store, "claim", counted)
+    await parts.add()
+    [worker] = parts.start_workers()
+    parts.dispatcher.start()
+    try:
+        await until(lambda: parts.condition.misconfigured == "401")
+    finally:
+        await parts.dispatcher.close()
+    assert 29 < parts.condition.cooling() <= 30
+    assert claims == [] and worker.batches == []

@@ -49,7 +49,7 @@ def answer(
 
 async def test_delivered_is_stored_counted_and_wakes_the_channel(parts: ChannelParts) -> None:
     worker, [delivery] = await held(parts)
-    parts.condition.misconfigured = "was refused"
+    await parts.misconfigured("was refused")
     with capture_logs() as logs:
         parts.outcomes.answered(worker, [answer(delivery, OutcomeKind.DELIVERED, duration=0.25)])
         await parts.outcomes.close()
@@ -59,6 +59,8 @@ async def test_delivered_is_stored_counted_and_wakes_the_channel(parts: ChannelP
     assert sum(parts.series.latency_buckets) == 1
     assert parts.member.woken == 1
     assert parts.condition.misconfigured is None  # a delivery went through: it works again
+    await parts.condition.close()
+    assert await parts.store.channel_states() == {}
     [line] = [e for e in logs if e["event"] == "delivery.attempt"]
     assert line["outcome"] == "delivered" and line["state"] == "delivered"
     assert (line["worker_pid"], line["duration_ms"], line["attempt"]) == (worker.pid, 250.0, 1)
@@ -91,14 +93,13 @@ async def test_a_temporary_failure_with_retry_after_cools_down_this_channel_only
     worker, [delivery] = await held(parts)
     other = FakeMember()
     parts.rate.join(other)
-    before = time.time()
     parts.outcomes.answered(
         worker, [answer(delivery, OutcomeKind.TEMPORARY, retry_after=30.0, error="503 busy")]
     )
     await parts.outcomes.close()
     record = await parts.record(delivery.id)
     assert (record.state, record.attempts, record.last_error) == ("queued", 1, "503 busy")
-    assert before + 30 <= parts.condition.cooldown_until <= time.time() + 30
+    assert 29 < parts.condition.cooling() <= 30
     assert other.cooled_until == 0.0
     assert parts.condition.last_error == "503 busy"
     assert parts.series.by_state["queued"] == 1
@@ -131,10 +132,12 @@ async def test_a_permanent_refusal_is_logged_as_an_error(parts: ChannelParts) ->
     assert (await parts.record(delivery.id)).state == "failed"
     [line] = [e for e in logs if e["event"] == "delivery.attempt"]
     assert (line["log_level"], line["error"], line["state"]) == ("error", "400", "failed")
-    assert parts.condition.cooldown_until == 0.0
+    assert parts.condition.cooling() == 0.0
 
 
-async def test_misconfigured_waits_for_the_probe_schedule(parts: ChannelParts) -> None:
+async def test_misconfigured_waits_for_the_probe_schedule_kept_in_the_store(
+    parts: ChannelParts,
+) -> None:
     worker, deliveries = await held(parts, count=2)
     first, second = deliveries
     delay = parts.channel.retry.delay
@@ -142,13 +145,18 @@ async def test_misconfigured_waits_for_the_probe_schedule(parts: ChannelParts) -
     with capture_logs() as logs:
         parts.outcomes.answered(worker, [answer(first, OutcomeKind.MISCONFIGURED, error="401")])
         await parts.outcomes.close()
-        until = parts.condition.cooldown_until
+        await parts.condition.close()
+        kept = (await parts.store.channel_states())["devnull"]
         # Sent alongside: its answer comes while the channel already waits, and moves nothing.
         parts.outcomes.answered(worker, [answer(second, OutcomeKind.MISCONFIGURED, error="401")])
         await parts.outcomes.close()
-    assert before + delay <= until <= time.time() + delay
-    assert parts.condition.cooldown_until == until
+        await parts.condition.close()
+    assert kept.misconfigured == "401"
+    assert kept.cooldown_until is not None
+    assert before + delay - 0.01 <= kept.cooldown_until <= time.time() + delay + 0.01
+    assert await parts.store.channel_states() == {"devnull": kept}
     assert parts.condition.misconfigured == "401"
+    assert 0 < parts.condition.cooling() <= delay
     logged = [e for e in logs if e["event"] == "channel.misconfigured"]
     assert [e["log_level"] for e in logged] == ["error", "error"]
     assert 0 < logged[0]["retry_in"] <= delay
