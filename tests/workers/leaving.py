@@ -15,6 +15,7 @@ import structlog
 
 from notifierd.logs import configure_child_logging
 from notifierd.messages import Delivery
+from notifierd.processes import wire
 from notifierd.processes.child import RedactingPipe, run_send
 from notifierd.redaction import Redactor
 from notifierd.workers.base import Worker
@@ -24,9 +25,9 @@ class _Collected:
     """Stands in for the result pipe's connection: keeps what is sent."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[Any, ...]] = []
+        self.sent: list[wire.RawMessage] = []
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: wire.RawMessage) -> None:
         self.sent.append(message)
 
 
@@ -66,6 +67,7 @@ def send_in_worker_process(worker: Worker, delivery: Delivery) -> Left:
     with worker_process_logging(pipe.send):
         outcome = run_send(worker, delivery)
     pipe.send(("outcomes", [outcome]))
-    [(_, [left])] = [message for message in collected.sent if message[0] == "outcomes"]
-    events = [message[2] for message in collected.sent if message[0] == "log"]
+    received = [wire.decode(message) for message in collected.sent]  # as the parent reads it
+    [(_, [left])] = [message for message in received if message[0] == "outcomes"]
+    events = [message[2] for message in received if message[0] == "log"]
     return Left(left.error, events)
