@@ -108,7 +108,7 @@ async def failed_job(store: SqliteStore, channel: Channel, message: str) -> int:
     job_id = await store.add(NewJob(channel.name, message, channel.recipients, 0, 3600), NOW)
     claimed = await store.claim(channel.name, 10, NOW, 30)
     refusals = [
-        Outcome(d.id, d.lease_token, OutcomeKind.PERMANENT.value, error="refused")
+        Outcome(d.id, d.lease_token, OutcomeKind.PERMANENT, error="refused")
         for d in claimed.deliveries
     ]
     await store.complete(refusals, channel.retry, NOW)

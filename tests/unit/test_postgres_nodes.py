@@ -115,7 +115,7 @@ async def test_a_silent_host_is_reaped_and_its_leases_requeued_at_once(postgres_
             # B delivers them; A's late answers are ignored.
             again = (await b.claim("c", 10, b.now(), LEASE)).deliveries
             assert {d.id for d in held} <= {d.id for d in again}
-            late = [Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED.value) for d in held]
+            late = [Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED) for d in held]
             assert await a.complete(late, POLICY, a.now()) == [None] * 4
             wake_up(a)
     finally:

@@ -118,7 +118,7 @@ async def test_a_lease_records_its_owner(postgres_url: str) -> None:
             ),
         )
         assert owner == "host-a:1:abcd"
-        done = Outcome(delivery.id, delivery.lease_token, OutcomeKind.DELIVERED.value)
+        done = Outcome(delivery.id, delivery.lease_token, OutcomeKind.DELIVERED)
         assert await store.complete([done], POLICY, store.now()) == ["delivered"]
         # A late answer under the same token changes nothing.
         assert await store.complete([done], POLICY, store.now()) == [None]
@@ -286,7 +286,7 @@ async def test_counts_match_a_full_count_through_every_transition(postgres_url: 
             claimed = (await store.claim(chooser.choice(["a", "b"]), 4, now, 5)).deliveries
             kinds = [chooser.choice(list(OutcomeKind)) for _ in claimed]
             answers = [
-                Outcome(d.id, d.lease_token, k.value, None, "e")
+                Outcome(d.id, d.lease_token, k, None, "e")
                 for d, k in zip(claimed, kinds, strict=True)
             ]
             if answers and chooser.random() < 0.8:
@@ -307,7 +307,7 @@ async def test_prune_goes_in_batches(postgres_url: str) -> None:
         for index in range(5):
             await store.add(job(f"m{index}"), now)
         claimed = (await store.claim("c", 10, now, LEASE)).deliveries
-        done = [Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED.value) for d in claimed]
+        done = [Outcome(d.id, d.lease_token, OutcomeKind.DELIVERED) for d in claimed]
         await store.complete(done, POLICY, now)
         assert await store.prune(now + 1, 2) == 2
         assert await store.prune(now + 1, 2) == 2

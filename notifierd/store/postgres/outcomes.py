@@ -154,7 +154,7 @@ async def lapse(
         outcome = Outcome(
             row.id,
             row.lease_token,
-            OutcomeKind.LAPSED.value,
+            OutcomeKind.LAPSED,
             error="the worker held the delivery past its lease",
         )
         changes.append(
@@ -169,7 +169,7 @@ async def lapse(
 def _change(
     row: Leased, outcome: Outcome, policy: RetryPolicy, now: float, spread: float
 ) -> Change:
-    kind = OutcomeKind(outcome.kind)
+    kind = outcome.kind
     transition = after_outcome(
         kind=kind,
         attempts=row.attempts,
