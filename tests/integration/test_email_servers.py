@@ -74,6 +74,13 @@ def test_a_wrong_password_is_probed_with_one_auth_at_growing_intervals(
     for gap, factor in zip(gaps, (1, 3, 6), strict=False):
         assert gap >= DELAY * factor - 0.05, f"probe gaps {gaps}"
     assert gaps[2] > gaps[1] > gaps[0]
+    # The fifth refusal has reached the fake, not necessarily the Store yet: the probe is
+    # leased until its answer is stored.
+    wait_for(
+        lambda: all(d["state"] == "queued" for d in daemon.deliveries(channel="mail")),
+        timeout=10,
+        what="the last probe's answer stored",
+    )
     held_uncharged(daemon)
     status = daemon.channel_status("mail")
     assert status["state"] == "misconfigured" and "535" in status["last_error"]
