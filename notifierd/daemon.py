@@ -53,6 +53,9 @@ class Daemon:
             self.store, self.metrics, log_level=settings.effective_log_level
         )
         self.channels.register_all(channels)
+        # The only wake-up of a new job's dispatcher: after this host's commit, and (PostgreSQL's
+        # NOTIFY) after another host's, so that host's intake is claimed here at once too.
+        self.store.on_wake(self.channels.wake)
         self.maintenance = Maintenance(self.store, self.channels, self._status_changed)
         self._log_files = log_files
         self._systemd = notifier or Notifier()

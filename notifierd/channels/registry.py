@@ -2,7 +2,8 @@
 
 `register` makes a channel's runner at service initialisation; `activate` starts its workers,
 `deactivate` sends each of them the sentinel that ends it after what it holds; `exists` answers
-by name; `create_job` puts a job into the channel's queue (the Store) and wakes its dispatcher.
+by name; `create_job` puts a job into the channel's queue (the Store), whose wake-up (`wake`,
+registered with `Store.on_wake` by the daemon) reaches the channel's dispatcher.
 The API and the control commands reach the channels only through here.
 """
 
@@ -95,7 +96,6 @@ class ChannelRegistry:
         """Store a job for `channel` (one delivery per recipient) durably; its id."""
         job = NewJob(channel.name, message, channel.recipients, delay, channel.ttl, idempotency)
         job_id = await self._store.add(job, self._store.now())
-        self._runners[channel.name].wake()
         self._metrics.channel(channel.name).accepted += 1
         return job_id
 
@@ -144,6 +144,14 @@ class ChannelRegistry:
     def kill_all(self) -> None:
         for runner in self._runners.values():
             runner.kill_all()
+
+    def wake(self, name: str) -> None:
+        """New work for the channel `name` may be due (`Store.on_wake`: this host's commit or,
+        with a shared Store, another host's): its dispatcher claims now rather than at its
+        next poll. A channel this host does not configure is ignored."""
+        runner = self._runners.get(name)
+        if runner is not None:
+            runner.wake()
 
     def wake_all(self) -> None:
         for runner in self._runners.values():

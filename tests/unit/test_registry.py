@@ -119,3 +119,19 @@ async def test_start_runs_the_dispatchers_and_only_the_channels_that_may_run(
 async def test_stop_before_start_does_nothing(registry: ChannelRegistry) -> None:
     await registry.stop(grace=1.0)
     assert dispatchers() == set()
+
+
+async def test_the_stores_wake_up_reaches_the_channels_dispatcher_once_per_commit(
+    registry: ChannelRegistry, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    woken: list[str] = []
+    for name in registry.names:
+        monkeypatch.setattr(registry.runner(name), "wake", lambda name=name: woken.append(name))
+    store.on_wake(registry.wake)  # as the daemon does
+
+    await registry.create_job(registry.channels["fanout"], "three recipients", delay=0)
+    assert woken == ["fanout"]
+
+    registry.wake("devnull")  # another host's commit, through the Store
+    registry.wake("not configured here")
+    assert woken == ["fanout", "devnull"]
