@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Generic
 
@@ -20,6 +21,7 @@ from notifierd.channels.rate_groups import RateGroup
 from notifierd.config import Channel
 from notifierd.errors import StoreError
 from notifierd.messages import Delivery
+from notifierd.processes.wire import monotonic_offset
 from notifierd.store import Store
 
 log = structlog.get_logger("notifierd.channel")
@@ -112,6 +114,7 @@ class Dispatcher(Generic[H]):
 
     async def _dispatch_paced(self, limit: int) -> float | None:
         now = self._store.now()
+        offset = monotonic_offset(now, time.monotonic())
         window = self._rate.window
         if window is not None:
             slots = window.available(now)
@@ -123,7 +126,7 @@ class Dispatcher(Generic[H]):
         claimed = await self._store.claim(
             self._channel.name, limit, now, self._channel.lease, exclude_recipients=busy
         )
-        handed = self._hand_out(claimed.deliveries, now)
+        handed = self._hand_out(claimed.deliveries, now, offset)
         if handed == limit:
             return 0.0  # there may be more waiting
         return self._next_wake(claimed.next_due, now)
@@ -132,8 +135,9 @@ class Dispatcher(Generic[H]):
         # A misconfigured channel sends one delivery, the probe, and waits for its answer.
         return 0 if any(p.in_flight for p in self._pool.processes()) else 1
 
-    def _hand_out(self, deliveries: list[Delivery], now: float) -> int:
-        """Give deliveries to the workers with room; what cannot go now goes back."""
+    def _hand_out(self, deliveries: list[Delivery], now: float, offset: float) -> int:
+        """Give deliveries to the workers with room; what cannot go now goes back. `offset`
+        turns their lease ends and expiries into the workers' monotonic deadlines."""
         paced: list[Delivery] = []
         sendable: list[Delivery] = []
         seen: set[str] = set()
@@ -150,7 +154,7 @@ class Dispatcher(Generic[H]):
             share = -(-(len(sendable) - index) // (len(offered) - position))
             batch = sendable[index : index + min(room, share)]
             if batch:
-                process.hand(batch)
+                process.hand(batch, offset)
                 index += len(batch)
         unsent = sendable[index:] + paced
         self._rate.started(sendable[:index], now)

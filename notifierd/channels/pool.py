@@ -52,7 +52,9 @@ class WorkerHandle(Protocol):
 
     def kill(self) -> None: ...
 
-    def hand(self, deliveries: list[Delivery]) -> None: ...
+    def hand(self, deliveries: list[Delivery], monotonic_offset: float) -> None:
+        """Send the deliveries; their times on the Store's clock plus `monotonic_offset` are
+        the process's `time.monotonic()` deadlines (`wire.Handout`)."""
 
     def current_delivery(self) -> int | None:
         """The id of the delivery the process is sending right now, if any."""

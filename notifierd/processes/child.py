@@ -171,9 +171,10 @@ def _serve(worker: Worker, links: _Links, parent: int) -> None:
             return
         pending: list[Outcome] = []
         flushed_at = time.monotonic()
-        for delivery in received(batch):
+        offset, deliveries = batch
+        for delivery in received(deliveries):
             links.current.value = delivery.id
-            outcome = _attempt(worker, delivery, links.cooldown)
+            outcome = _attempt(worker, delivery, offset, links.cooldown)
             links.current.value = 0
             pending.append(outcome)
             if time.monotonic() - flushed_at >= FLUSH_SECONDS:
@@ -183,13 +184,17 @@ def _serve(worker: Worker, links: _Links, parent: int) -> None:
             links.results.send(wire.outcomes(pending))
 
 
-def _attempt(worker: Worker, delivery: Delivery, cooldown: Synchronized[float]) -> Outcome:
+def _attempt(
+    worker: Worker, delivery: Delivery, offset: float, cooldown: Synchronized[float]
+) -> Outcome:
     """Send, unless the delivery may not go now: its channel cools down, its lease is over
-    (it was handed out again meanwhile), or its time-to-live passed while it waited here."""
-    now = time.time()
-    if time.monotonic() < cooldown.value or now >= delivery.leased_until:
-        return _outcome(delivery, OutcomeKind.UNSTARTED, None, time.monotonic())
-    if now >= delivery.expires_at:
+    (it was handed out again meanwhile), or its time-to-live passed while it waited here.
+    Each is a `time.monotonic()` deadline: the Store's times plus `offset` (`wire.Handout`),
+    so neither this host's wall clock nor its skew from the Store's decides."""
+    now = time.monotonic()
+    if now < cooldown.value or now >= delivery.leased_until + offset:
+        return _outcome(delivery, OutcomeKind.UNSTARTED, None, now)
+    if now >= delivery.expires_at + offset:
         error = "time-to-live passed before the attempt"
         return _outcome(delivery, OutcomeKind.EXPIRED, error, time.monotonic())
     outcome = run_send(worker, delivery)

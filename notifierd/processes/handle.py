@@ -87,10 +87,10 @@ class WorkerProcess:
         loop.add_reader(self._results.fileno(), self._drain)
         loop.add_reader(self._process.sentinel, self._reap)
 
-    def hand(self, deliveries: list[Delivery]) -> None:
+    def hand(self, deliveries: list[Delivery], monotonic_offset: float) -> None:
         for delivery in deliveries:
             self.in_flight[delivery.id] = delivery
-        self._jobs.put(wire.to_batch(deliveries))
+        self._jobs.put(wire.handout(deliveries, monotonic_offset))
 
     def stop(self) -> None:
         """Ask the process to end after what it holds (the sentinel)."""

@@ -1,7 +1,8 @@
 """The messages between the parent and a worker process, defined once.
 
-Parent -> child, on the process's job queue: a `Batch` of deliveries, or `STOP` (after what it
-holds, the process ends).
+Parent -> child, on the process's job queue: a `Handout` (a `Batch` of deliveries with the
+offset from the Store's clock to `time.monotonic()`), or `STOP` (after what it holds, the
+process ends).
 Child -> parent, on its result pipe: `Ready`, `Outcomes`, `LogEvent` (a `ChildMessage`), each a
 tuple tagged by its first item; readers `match` on the tag.
 
@@ -25,14 +26,28 @@ from notifierd.states import OutcomeKind
 #: A `Delivery`'s fields, in order.
 DeliveryFields = tuple[int, int, str, str, str, int, float, float, float]
 Batch = list[DeliveryFields]
-#: On the job queue: a batch, or STOP.
-JobMessage = Batch | None
+#: A batch and its `monotonic_offset`: a delivery's `leased_until` or `expires_at` (times on
+#: the Store's clock, which may be another host's) plus this offset is the `time.monotonic()`
+#: deadline the worker process compares with - never its own wall clock. One float a batch.
+Handout = tuple[float, Batch]
+#: On the job queue: a handout, or STOP.
+JobMessage = Handout | None
 STOP: Final = None
 
 
 def to_batch(deliveries: Sequence[Delivery]) -> Batch:
     # A slice of a named tuple is a plain tuple of its fields.
     return [delivery[:] for delivery in deliveries]
+
+
+def monotonic_offset(store_now: float, monotonic_now: float) -> float:
+    """What turns a time on the Store's clock into a `time.monotonic()` deadline, from the two
+    clocks read together."""
+    return monotonic_now - store_now
+
+
+def handout(deliveries: Sequence[Delivery], offset: float) -> Handout:
+    return (offset, to_batch(deliveries))
 
 
 def received(batch: Batch) -> list[Delivery]:

@@ -19,6 +19,8 @@ class FakeWorker:
         self.killed = False
         #: The batches handed to it, in order.
         self.batches: list[list[Delivery]] = []
+        #: The `monotonic_offset` handed with each batch.
+        self.offsets: list[float] = []
         #: The id of the delivery it is sending (`current_delivery`).
         self.sending: int | None = None
 
@@ -35,8 +37,9 @@ class FakeWorker:
     def kill(self) -> None:
         self.killed = True
 
-    def hand(self, deliveries: list[Delivery]) -> None:
+    def hand(self, deliveries: list[Delivery], monotonic_offset: float) -> None:
         self.batches.append(list(deliveries))
+        self.offsets.append(monotonic_offset)
         for delivery in deliveries:
             self.in_flight[delivery.id] = delivery
 

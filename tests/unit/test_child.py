@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import multiprocessing
 import pickle
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from typing import Any
 
 import pytest
@@ -14,8 +17,8 @@ from pydantic import ValidationError
 
 from notifierd.errors import MAX_RETRY_AFTER, RateLimited, TemporaryFailure
 from notifierd.messages import Delivery, Outcome
-from notifierd.processes.child import run_send
-from notifierd.processes.wire import received
+from notifierd.processes.child import _attempt, run_send
+from notifierd.processes.wire import monotonic_offset, received
 from notifierd.states import OutcomeKind
 from notifierd.workers.base import Worker
 from notifierd.workers.null import Fault, NullParams, NullWorker
@@ -236,3 +239,23 @@ def test_registry() -> None:
         load_worker_class("nope")
     with pytest.raises(UnknownWorker, match="not a subclass"):
         load_worker_class("notifierd.messages:Delivery")
+
+
+#: The Store's clock (another host's, the database's) an hour off this host's, both ways.
+@pytest.mark.parametrize("skew", [-3600.0, 3600.0])
+def test_lease_end_and_expiry_are_monotonic_deadlines_from_the_stores_clock(skew: float) -> None:
+    store_now = time.time() + skew
+    offset = monotonic_offset(store_now, time.monotonic())
+    cooldown = multiprocessing.Value("d", 0.0)
+
+    def attempt(leased_for: float, expires_in: float = math.inf) -> Outcome:
+        expires_at, leased_until = store_now + expires_in, store_now + leased_for
+        sent = Delivery(7, 99, "devnull", "r1", "m", 1, expires_at, leased_until)
+        return _attempt(null_worker(), sent, offset, cooldown)
+
+    assert attempt(leased_for=30).kind is OutcomeKind.DELIVERED
+    # Past its lease's deadline on the Store's clock, whatever this host's wall clock says.
+    assert attempt(leased_for=-0.001).kind is OutcomeKind.UNSTARTED
+    expired = attempt(leased_for=30, expires_in=-0.001)
+    assert expired.kind is OutcomeKind.EXPIRED
+    assert attempt(leased_for=30, expires_in=30).kind is OutcomeKind.DELIVERED

@@ -238,3 +238,20 @@ async def test_the_loop_restores_the_channels_condition_before_it_claims(
         await parts.dispatcher.close()
     assert 29 < parts.condition.cooling() <= 30
     assert claims == [] and worker.batches == []
+
+
+async def test_the_workers_deadlines_come_from_the_stores_clock(
+    parts: ChannelParts, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    skew = 600.0  # the Store's clock (the database's) ten minutes ahead of this host's
+    monkeypatch.setattr(store, "now", lambda: time.time() + skew)
+    await parts.add()
+    [worker] = parts.start_workers()
+    await parts.dispatcher.dispatch_once()
+
+    [[sent]] = worker.batches
+    [offset] = worker.offsets
+    assert sent.leased_until > time.time() + skew  # on the Store's clock
+    deadline = sent.leased_until + offset  # the worker's: time.monotonic()
+    assert 0 < deadline - time.monotonic() <= parts.channel.lease
+    assert deadline - time.monotonic() > parts.channel.lease - 5

@@ -31,7 +31,7 @@ async def held(parts: ChannelParts, count: int = 1) -> tuple[FakeWorker, list[De
         await parts.add(f"message {n}")
     [worker] = parts.start_workers()
     deliveries = await parts.claim()
-    worker.hand(deliveries)
+    worker.hand(deliveries, time.monotonic() - time.time())
     parts.rate.started(deliveries, time.time())
     return worker, deliveries
 

@@ -277,7 +277,7 @@ async def test_only_a_running_process_has_room() -> None:
     assert p.pool.rooms(4) == []
     assert p.pool.starting and not p.pool.backing_off
     p.pool.ready(first)
-    first.hand([delivery(1)])
+    first.hand([delivery(1)], 0.0)
     assert p.pool.rooms(4) == [(first, 3)]
     assert p.pool.starting  # the second has not said it is ready
     p.pool.ready(second)
