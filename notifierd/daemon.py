@@ -125,6 +125,8 @@ class Daemon:
         self._tasks.start("expiry", housekeeping.expire())
         self._tasks.start("pruning", housekeeping.prune())
         self._tasks.start("switches", follow_switches(self.maintenance))
+        # Another host's Retry-After or refused credentials hold this host's sends back too.
+        self._tasks.start("channel states", follow_switches(self.channels))
         if self._systemd.watchdog_seconds:
             self._tasks.start("watchdog", watchdog(self._systemd, self._systemd.watchdog_seconds))
 

@@ -3,10 +3,11 @@ wait (a Retry-After, the probe schedule of a misconfigured channel), whether the
 its credentials, and the last error it gave.
 
 The cool-down and the misconfigured state are kept in the Store (`Store.set_channel_state`), so
-that a restart keeps them (and, with a Store shared by several hosts, every host sees them);
-`restore` reads them back. The Store keeps times on its clock; the worker processes get the
-cool-down as a monotonic deadline (`time.monotonic()`, one clock for every process of the
-host), which no step of the wall clock moves.
+that a restart keeps them (and, with a Store shared by several hosts, every host sees them):
+`restore` reads them back at start, `follow` applies each second what another host set. The
+Store keeps times on its clock; the worker processes get the cool-down as a monotonic deadline
+(`time.monotonic()`, one clock for every process of the host), which no step of the wall clock
+moves.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from multiprocessing.sharedctypes import Synchronized
 
 from notifierd.channels.probing import ProbeSchedule
-from notifierd.store import Store
+from notifierd.store import ChannelStateRecord, Store
 
 
 class ChannelCondition:
@@ -46,6 +47,8 @@ class ChannelCondition:
         self.last_error: str | None = None
         self._dirty = False
         self._saving: asyncio.Task[None] | None = None
+        #: A write of this host's state failed: the Store's record is older than ours.
+        self._unsaved = False
 
     @property
     def misconfigured(self) -> str | None:
@@ -94,15 +97,37 @@ class ChannelCondition:
         except Exception as exc:
             self._on_store_error(exc)
             return
-        if record is None:
+        if record is not None:
+            self._adopt_cooldown(record)
+            if self._misconfigured is None:
+                self._misconfigured = record.misconfigured
+
+    def follow(self, record: ChannelStateRecord | None) -> bool:
+        """Apply the channel's state as the Store has it now (another host may have set it):
+        a later cool-down holds this host's sends back too; the misconfigured state is taken,
+        or dropped once another host's probe went through. Not while this host's own change
+        is on its way to the Store (the record is older). True if the channel may send sooner
+        than it thought (its dispatcher should look again)."""
+        if self._saving is not None or self._unsaved:
+            return False
+        if record is not None:
+            self._adopt_cooldown(record)
+        misconfigured = None if record is None else record.misconfigured
+        if misconfigured == self._misconfigured:
+            return False
+        self._misconfigured = misconfigured
+        if misconfigured is None:
+            self._probes.reset()
+            return True
+        return False
+
+    def _adopt_cooldown(self, record: ChannelStateRecord) -> None:
+        if record.cooldown_until is None:
             return
-        if record.cooldown_until is not None:
-            deadline = time.monotonic() + (record.cooldown_until - self._store.now())
-            if deadline > self._cooldown.value:
-                self._cooldown.value = deadline
-                self._until = record.cooldown_until
-        if self._misconfigured is None:
-            self._misconfigured = record.misconfigured
+        deadline = time.monotonic() + (record.cooldown_until - self._store.now())
+        if deadline > self._cooldown.value:
+            self._cooldown.value = deadline
+            self._until = record.cooldown_until
 
     async def close(self) -> None:
         """Wait until the Store has the latest state."""
@@ -124,7 +149,9 @@ class ChannelCondition:
                 await self._store.set_channel_state(
                     self._channel, cooldown_until=until, misconfigured=self._misconfigured
                 )
+            self._unsaved = False
         except Exception as exc:
+            self._unsaved = True
             self._on_store_error(exc)
         finally:
             self._saving = None

@@ -153,6 +153,17 @@ class ChannelRegistry:
         if runner is not None:
             runner.wake()
 
+    async def refresh(self) -> bool:
+        """Follow the cool-downs and misconfigured states another host set in the Store
+        (`ChannelCondition.follow`); for `housekeeping.follow_switches`."""
+        records = await self._store.channel_states()
+        changed = False
+        for name, runner in self._runners.items():
+            if runner.condition.follow(records.get(name)):
+                runner.wake()
+                changed = True
+        return changed
+
     def wake_all(self) -> None:
         for runner in self._runners.values():
             runner.wake()
