@@ -170,6 +170,16 @@ class ChannelStateRecord:
     misconfigured: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RateKeyLease:
+    """This Store's hold on a rate key (`Store.acquire_rate_key`)."""
+
+    #: Moves each time the key changes hands: a renewal under an older epoch is refused.
+    epoch: int
+    #: The pacing state the previous holder saved last (`renew_rate_key`), or None.
+    checkpoint: str | None
+
+
 class Store(ABC):
     """Durable queue of deliveries, the switches (maintenance, stopped channels) and the
     channels' shared states. Used as `async with store:` it is opened and closed."""
@@ -349,3 +359,25 @@ class Store(ABC):
     @abstractmethod
     async def channel_states(self) -> dict[str, ChannelStateRecord]:
         """Every channel that has a cool-down (even one that has passed) or is misconfigured."""
+
+    # -- rate keys ------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def acquire_rate_key(self, key: str, lease_seconds: float) -> RateKeyLease | None:
+        """Hold `key` (one remote budget: a bot, an account) for `lease_seconds` on the Store's
+        clock, unless a live owner holds it: None then. A key that changes hands gets a new
+        epoch; one this Store holds already keeps its own. A shared backend hands a key to one
+        owner at a time and takes it from one whose lease ran out or whose node was declared
+        dead; SQLite (one daemon per database) always grants it."""
+
+    @abstractmethod
+    async def renew_rate_key(
+        self, key: str, epoch: int, checkpoint: str, lease_seconds: float
+    ) -> bool:
+        """Extend this Store's hold on `key` under `epoch` and save the pacing `checkpoint`.
+        False: the key is not (or no longer) this Store's under that epoch; stop sending."""
+
+    @abstractmethod
+    async def release_rate_key(self, key: str, epoch: int, checkpoint: str) -> None:
+        """Let `key` go (saving `checkpoint`), so that another owner need not wait for the
+        lease to run out. Does nothing if the key is not this Store's under `epoch`."""

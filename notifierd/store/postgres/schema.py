@@ -180,8 +180,20 @@ CREATE TABLE nodes (
 );
 """
 
+#: Who dispatches each rate key (`rate_keys.py`): one owner at a time, its epoch, its lease on
+#: the database's clock and the pacing state it saved last.
+_RATE_KEYS = """
+CREATE TABLE rate_keys (
+    key text PRIMARY KEY,
+    owner text,
+    epoch bigint NOT NULL,
+    leased_until timestamptz,
+    checkpoint text
+);
+"""
+
 #: Migration N (counting from 1) brings a database from version N - 1 to N. Append only.
-MIGRATIONS: tuple[str, ...] = (_BASELINE, _TALLY, _NODES)
+MIGRATIONS: tuple[str, ...] = (_BASELINE, _TALLY, _NODES, _RATE_KEYS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _HISTORY = """

@@ -35,13 +35,14 @@ from notifierd.store.base import (
     Keep,
     Lapsed,
     NewJob,
+    RateKeyLease,
     Retried,
     Store,
     StoreCounts,
     new_owner,
 )
 from notifierd.store.factory import url_without_password
-from notifierd.store.postgres import claims, journal, nodes, operator, switches, tally
+from notifierd.store.postgres import claims, journal, nodes, operator, rate_keys, switches, tally
 from notifierd.store.postgres import outcomes as outcome_sql
 from notifierd.store.postgres.clock import DatabaseClock
 from notifierd.store.postgres.driver import connect, create_pool, require_driver
@@ -374,3 +375,25 @@ class PostgresStore(Store):
 
     async def channel_states(self) -> dict[str, ChannelStateRecord]:
         return await self._run("read", switches.channel_states)
+
+    async def acquire_rate_key(self, key: str, lease_seconds: float) -> RateKeyLease | None:
+        return await self._run(
+            "take a rate key in",
+            lambda conn: rate_keys.acquire(conn, key, self.owner, lease_seconds),
+        )
+
+    async def renew_rate_key(
+        self, key: str, epoch: int, checkpoint: str, lease_seconds: float
+    ) -> bool:
+        return await self._run(
+            "renew a rate key in",
+            lambda conn: rate_keys.renew(
+                conn, key, self.owner, epoch, checkpoint=checkpoint, lease_seconds=lease_seconds
+            ),
+        )
+
+    async def release_rate_key(self, key: str, epoch: int, checkpoint: str) -> None:
+        await self._run(
+            "release a rate key in",
+            lambda conn: rate_keys.release(conn, key, self.owner, epoch, checkpoint),
+        )

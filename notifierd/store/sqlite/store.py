@@ -31,6 +31,7 @@ from notifierd.store.base import (
     Keep,
     Lapsed,
     NewJob,
+    RateKeyLease,
     Retried,
     Store,
     StoreCounts,
@@ -43,6 +44,7 @@ from notifierd.store.sqlite.engine import GroupCommit
 from notifierd.store.sqlite.guard import DatabaseGuard
 from notifierd.store.sqlite.jobs import list_jobs, requeue_each, requeue_rows
 from notifierd.store.sqlite.outcomes import apply_delivered, apply_outcome
+from notifierd.store.sqlite.rate_keys import LocalRateKeys
 
 T = TypeVar("T")
 
@@ -57,6 +59,7 @@ class SqliteStore(Store):
         self._engine = GroupCommit(path, self._guard)
         self._reader = Reader(path)
         self._random = random.Random()
+        self._rate_keys = LocalRateKeys()
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -316,6 +319,17 @@ class SqliteStore(Store):
 
     async def channel_states(self) -> dict[str, ChannelStateRecord]:
         return await self._read(switches.channel_states)
+
+    async def acquire_rate_key(self, key: str, lease_seconds: float) -> RateKeyLease | None:
+        return self._rate_keys.acquire(key)
+
+    async def renew_rate_key(
+        self, key: str, epoch: int, checkpoint: str, lease_seconds: float
+    ) -> bool:
+        return self._rate_keys.renew(key, epoch, checkpoint)
+
+    async def release_rate_key(self, key: str, epoch: int, checkpoint: str) -> None:
+        self._rate_keys.release(key, epoch, checkpoint)
 
 
 def _deliveries(
