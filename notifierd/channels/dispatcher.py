@@ -99,6 +99,8 @@ class Dispatcher(Generic[H]):
         """Hand out what may go now. Returns how long to sleep at most (None: until woken)."""
         if not self._pool.active:
             return None
+        if self._rate.lease is not None and not self._rate.lease.held:
+            return None  # another host dispatches the key; its lease wakes this one
         cooling = self._condition.cooling()
         if cooling > 0:
             return cooling
@@ -126,6 +128,10 @@ class Dispatcher(Generic[H]):
         claimed = await self._store.claim(
             self._channel.name, limit, now, self._channel.lease, exclude_recipients=busy
         )
+        if self._rate.lease is not None and not self._rate.lease.held:
+            # The key went to another host while the claim was awaited: send none of it.
+            self._outcomes.give_back(claimed.deliveries)
+            return None
         handed = self._hand_out(claimed.deliveries, now, offset)
         if handed == limit:
             return 0.0  # there may be more waiting

@@ -42,6 +42,17 @@ class SendWindow:
         answer (whose outcome wakes the dispatcher)."""
         return self._free_at[0] if self._free_at else None
 
+    def snapshot(self, now: float) -> list[float]:
+        """When each held slot comes free, for a successor to go on from (`restore`): a send
+        not answered yet holds its slot as if answered now."""
+        held = [t for t in self._free_at if t > now]
+        return held + [now + self.window] * self._sending
+
+    def restore(self, free_at: list[float], now: float) -> None:
+        """Slots another holder of the budget left taken (`snapshot`), kept with this one's."""
+        taken = [t for t in free_at if t > now] + list(self._free_at)
+        self._free_at = deque(sorted(taken))
+
     def started(self, count: int) -> None:
         """`count` sends were handed out."""
         self._sending += count
@@ -75,6 +86,20 @@ class RecipientPacer:
     def next_free(self) -> float | None:
         """When the next waiting recipient is free (those being sent to wake by outcome)."""
         return min((t for r, t in self._free_at.items() if r not in self._sending), default=None)
+
+    def snapshot(self, now: float) -> dict[str, float]:
+        """When each recipient may receive again, for a successor (`restore`): one being sent
+        to waits its interval from now, as if answered now."""
+        free = {r: t for r, t in self._free_at.items() if t > now}
+        for recipient in self._sending:
+            free[recipient] = max(free.get(recipient, 0.0), now + self._interval_for(recipient))
+        return free
+
+    def restore(self, free_at: dict[str, float], now: float) -> None:
+        """Recipients another holder of the budget left waiting (`snapshot`)."""
+        for recipient, until in free_at.items():
+            if until > now:
+                self._free_at[recipient] = max(self._free_at.get(recipient, 0.0), until)
 
     def started(self, recipient: str, now: float) -> None:
         """A delivery to `recipient` was handed to a worker."""

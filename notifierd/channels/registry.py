@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 
 from notifierd.channels.rate_groups import RateGroup, rate_groups
+from notifierd.channels.rate_lease import KeyLease
 from notifierd.channels.runner import ChannelRunner
 from notifierd.config import Channel
 from notifierd.errors import StorageLost, StoreError
@@ -50,6 +51,7 @@ class ChannelRegistry:
         self._context = spawn_context()
         self._channels: dict[str, Channel] = {}
         self._runners: dict[str, ChannelRunner] = {}
+        self._leases: list[KeyLease] = []
         self._worker_exited = asyncio.Event()
         self._started = False
 
@@ -72,6 +74,12 @@ class ChannelRegistry:
     def register_all(self, channels: Mapping[str, Channel]) -> None:
         """`register` each channel, with the rate group it shares (`rate_groups`)."""
         groups = rate_groups(channels.values())
+        # A key with a send rate is dispatched by one host at a time; one without (a webhook's
+        # endpoint) limits nothing hosts could exceed together: every host dispatches it.
+        limited = {id(g): g for g in groups.values() if g.key is not None and g.window}
+        for group in limited.values():
+            group.lease = KeyLease(self._store, group)
+            self._leases.append(group.lease)
         for name, channel in channels.items():
             self.register(channel, groups[name])
 
@@ -118,6 +126,8 @@ class ChannelRegistry:
     def start(self, may_run: Callable[[str], bool]) -> None:
         """Start every channel's dispatcher, and the workers of those that `may_run`."""
         self._started = True
+        for lease in self._leases:
+            lease.start()
         for name, runner in self._runners.items():
             runner.start_dispatcher()
             if may_run(name):
@@ -140,6 +150,8 @@ class ChannelRegistry:
             await self._workers_exited(KILL_WAIT_SECONDS)
         for runner in self._runners.values():
             await runner.close()
+        for lease in self._leases:
+            await lease.close()  # after the outcomes: the last checkpoint has them all
 
     def kill_all(self) -> None:
         for runner in self._runners.values():
