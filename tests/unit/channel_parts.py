@@ -15,8 +15,7 @@ from notifierd.channels.rate_groups import RateGroup, rate_groups
 from notifierd.config import Channel
 from notifierd.messages import Delivery
 from notifierd.metrics import ChannelSeries, Metrics
-from notifierd.store import DeliveryRecord, NewJob
-from notifierd.store.sqlite import SqliteStore
+from notifierd.store import DeliveryRecord, NewJob, Store
 from tests.unit.fake_processes import FakeSpawner, FakeWorker
 
 
@@ -35,9 +34,7 @@ class FakeMember:
 
 
 class ChannelParts:
-    def __init__(
-        self, channel: Channel, store: SqliteStore, rate_group: RateGroup | None = None
-    ) -> None:
+    def __init__(self, channel: Channel, store: Store, rate_group: RateGroup | None = None) -> None:
         self.channel = channel
         self.store = store
         self.store_errors: list[Exception] = []
