@@ -92,7 +92,10 @@ class KeyLease:
             return
         checkpoint = self._group.checkpoint(self._store.now())
         if await self._store.renew_rate_key(self.key, self.epoch, checkpoint, self._lease_seconds):
+            lapsed = not self.held
             self._valid_until = started + self._lease_seconds
+            if lapsed:  # the Store was out of reach past the lease: the dispatchers wait
+                self._group.wake_all()
             return
         self._log.warning("rate_key.lost", epoch=self.epoch, owner=self._store.owner)
         self.epoch = None

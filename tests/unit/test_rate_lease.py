@@ -15,6 +15,7 @@ import pytest
 from notifierd.channels.rate_lease import KeyLease
 from notifierd.config import Channel
 from notifierd.store.postgres.store import PostgresStore
+from tests.store_contract.helpers import eventually
 from tests.unit.channel_parts import ChannelParts
 from tests.unit.test_rate_groups import channels, telegram
 
@@ -139,3 +140,17 @@ async def test_a_released_key_goes_to_the_other_host_with_its_pacing(
     assert b.lease.held
     assert await b.dispatch() is not None
     assert b.sent == 0  # a's three sends still fill the window
+
+
+async def test_a_hold_that_lapsed_unrenewed_wakes_the_channels_when_renewed(
+    channel: Channel, stores: tuple[PostgresStore, PostgresStore]
+) -> None:
+    # The Store out of reach past the lease: this host stops; once a renewal goes through (no
+    # one took the key meanwhile), its dispatchers are woken rather than left to their poll.
+    a = Host(channel, stores[0], lease_seconds=0.2)
+    await a.lease.step()
+    woken = a.parts.member.woken
+    await eventually(lambda: not a.lease.held, "the hold lapsing on its own deadline")
+    await a.lease.step()
+    assert a.lease.held
+    assert a.parts.member.woken == woken + 1
