@@ -1,7 +1,7 @@
 """The fake Bot API's own reading of `parse_mode` HTML and MarkdownV2: the plain text a
 message becomes, or Telegram's "can't parse entities" description.
 
-Written apart from `notifierd.workers.telegram_markup` on purpose, so that a test passing
+Written apart from `notifierd.workers.telegram.markup` on purpose, so that a test passing
 through the fake is evidence that the worker's markup is what Telegram accepts, not that one
 parser agrees with itself. It follows the Bot API's "Formatting options" and the error texts of
 TDLib (which the Bot API server runs: offsets are UTF-8 byte offsets), and is simpler: a tag

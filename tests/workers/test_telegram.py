@@ -26,7 +26,7 @@ from notifierd.workers.telegram import (
     TelegramWorker,
     split_text,
 )
-from notifierd.workers.telegram_markup import utf16_len
+from notifierd.workers.telegram.markup import utf16_len
 from tests.fakes.telegram_api import TOKEN, FakeTelegramApi, Reply
 from tests.workers.leaving import Left, send_in_worker_process
 

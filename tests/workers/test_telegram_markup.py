@@ -1,4 +1,4 @@
-"""Telegram's HTML and MarkdownV2 as the worker reads them (`telegram_markup`): plain text and
+"""Telegram's HTML and MarkdownV2 as the worker reads them (`telegram.markup`): plain text and
 entities, Telegram's refusals with their place, lengths after parsing, rendering and splitting.
 The fake Bot API's independent checker is the second opinion on the same inputs."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from notifierd.workers.telegram import TelegramParams, TelegramWorker
-from notifierd.workers.telegram_markup import (
+from notifierd.workers.telegram.markup import (
     Entity,
     Format,
     MarkupError,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from notifierd.workers.base import repeated
 from notifierd.workers.remote import is_http_url
-from notifierd.workers.telegram_markup import Format
+from notifierd.workers.telegram.markup import Format
 
 _USERNAME = re.compile(r"@[A-Za-z0-9_]+")
 INTEGER = re.compile(r"-?[0-9]+")

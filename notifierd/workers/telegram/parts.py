@@ -1,10 +1,10 @@
 """The messages a text becomes, and the checks it passes at intake.
 
 A channel's `format` says how its text is meant: `text` goes without `parse_mode`; `html` and
-`markdownv2` are checked at intake by Telegram's rules (`telegram_markup`) and measured after
-parsing. Should Telegram answer "can't parse entities" all the same, the message goes once more
-as its plain text, without `parse_mode`, and a warning is logged: never a failure for
-formatting alone.
+`markdownv2` are checked at intake by Telegram's rules (`markup`) and measured after parsing.
+Should Telegram answer "can't parse entities" all the same, the message goes once more as its
+plain text, without `parse_mode`, and a warning is logged: never a failure for formatting
+alone.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import NamedTuple
 
 import structlog
 
-from notifierd.workers.telegram.params import TelegramParams
-from notifierd.workers.telegram_markup import (
+from notifierd.workers.telegram.markup import (
     TEXT_LIMIT,
     Format,
     MarkupError,
@@ -23,6 +22,7 @@ from notifierd.workers.telegram_markup import (
     split,
     split_spans,
 )
+from notifierd.workers.telegram.params import TelegramParams
 
 log = structlog.get_logger("notifierd.worker.telegram")
 

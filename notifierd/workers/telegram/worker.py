@@ -42,9 +42,9 @@ from notifierd.workers.telegram.answers import (
     classify,
     prefixed,
 )
+from notifierd.workers.telegram.markup import TEXT_LIMIT, Parsed, render
 from notifierd.workers.telegram.params import INTEGER, ChatId, TelegramParams, recipient_chat
 from notifierd.workers.telegram.parts import Part, check_text, message_parts
-from notifierd.workers.telegram_markup import TEXT_LIMIT, Parsed, render
 
 log = structlog.get_logger("notifierd.worker.telegram")
 
