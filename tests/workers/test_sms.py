@@ -24,12 +24,8 @@ from notifierd.errors import (
 )
 from notifierd.workers.remote import parse_retry_after
 from notifierd.workers.sms import SmsParams, SmsWorker
-from notifierd.workers.sms_providers import (
-    SmsRuStatus,
-    parse_smsru_answer,
-    smsru_failure,
-    validity_period,
-)
+from notifierd.workers.sms.smsru import SmsRuStatus, parse_smsru_answer, smsru_failure
+from notifierd.workers.sms.twilio import validity_period
 from tests.fakes.server import Raw, Reset, Slow, free_port
 from tests.fakes.sms_gateway import QUEUED, FakeSmsGateway, GatewayReply
 from tests.fakes.smsru import DEFAULT_API_ID, FakeSmsRu

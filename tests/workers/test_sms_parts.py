@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from notifierd.workers.sms import SmsParams, SmsWorker
-from notifierd.workers.sms_parts import SmsEncoding, SmsParts, count_parts, is_gsm7
+from notifierd.workers.sms.parts import SmsEncoding, SmsParts, count_parts, is_gsm7
 
 GSM, UCS = SmsEncoding.GSM7, SmsEncoding.UCS2
 

@@ -1,87 +1,23 @@
-"""The `sms` worker: a short message to a set of phone numbers through an SMS gateway.
-
-Channel parameters (one delivery per phone):
-
-```yaml
-params:
-  provider: twilio            # twilio | smsru | http, see sms_providers
-  account_sid: AC0123...
-  api_key_sid: SK0123...      # an API key, as Twilio recommends (or `auth_token` instead)
-  api_key_secret: "${TWILIO_API_KEY_SECRET}"
-  sender: "+15005550006"
-  phones: ["+79251234567", "+447700900123"]
-  max_parts: 6                # the longest message allowed, in SMS parts (default 6)
-  timeout: 10                 # seconds per request
-```
-
-A message is accepted when it fits in `max_parts` parts: GSM-7 texts take 160 characters in one
-SMS or 153 per part, UCS-2 texts (anything outside GSM-7, e.g. Cyrillic or an emoji) 70 or 67
-UTF-16 units per part, an emoji taking two. SMS.ru sends at most 8 parts, so `max_parts` is
-capped there at 8; elsewhere at 10.
-"""
+"""The `sms` worker: each delivery one request to the channel's gateway."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
 
 import requests
 import structlog
-from pydantic import (
-    Field,
-    ModelWrapValidatorHandler,
-    RootModel,
-    ValidationError,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails
 
 from notifierd import __version__
 from notifierd.messages import Delivery
 from notifierd.workers.base import Worker, hashed_rate_key
 from notifierd.workers.remote import BoundedSession
-from notifierd.workers.sms_parts import SmsEncoding, count_parts
-from notifierd.workers.sms_providers import (
-    HttpGatewayParams,
-    SmsRuParams,
-    TwilioParams,
-    send_http,
-    send_smsru,
-    send_twilio,
-    validity_period,
-)
+from notifierd.workers.sms.gateway import send_http
+from notifierd.workers.sms.params import SmsParams
+from notifierd.workers.sms.parts import SmsEncoding, count_parts
+from notifierd.workers.sms.smsru import SmsRuParams, send_smsru
+from notifierd.workers.sms.twilio import TwilioParams, send_twilio, validity_period
 
 log = structlog.get_logger("notifierd.worker.sms")
-
-ProviderParams = Annotated[
-    TwilioParams | SmsRuParams | HttpGatewayParams, Field(discriminator="provider")
-]
-
-
-class SmsParams(RootModel[ProviderParams]):
-    """The parameters of an `sms` channel: one model per `provider`, all flat in `params`."""
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _flat_locations(cls, data: Any, handler: ModelWrapValidatorHandler[SmsParams]) -> SmsParams:
-        # A tagged union puts the tag first in an error's location ("twilio.phones.0"); the
-        # YAML has no such key, so drop it, and point tag errors at `provider`.
-        try:
-            return handler(data)
-        except ValidationError as exc:
-            tag = data.get("provider") if isinstance(data, dict) else None
-            details: list[InitErrorDetails] = []
-            for error in exc.errors():
-                loc = error["loc"]
-                if tag is not None and loc[:1] == (tag,):
-                    loc = loc[1:]
-                elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-                    loc = ("provider",)
-                detail = InitErrorDetails(type=error["type"], loc=loc, input=error["input"])
-                if "ctx" in error:
-                    detail["ctx"] = error["ctx"]
-                details.append(detail)
-            raise ValidationError.from_exception_data(exc.title, details) from None
 
 
 class SmsWorker(Worker[SmsParams]):
