@@ -31,7 +31,6 @@ from notifierd.metrics import Metrics
 from notifierd.settings import Settings
 from notifierd.state_lock import StateLock
 from notifierd.store import Store, open_store
-from notifierd.store.sqlite.schema import SCHEMA_VERSION
 from notifierd.systemd import Notifier
 
 log = structlog.get_logger("notifierd")
@@ -48,7 +47,9 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics(list(channels))
-        self.store = store or open_store(settings.effective_store_url)
+        self.store = store or open_store(
+            settings.effective_store_url, dead_after=settings.dead_after
+        )
         self.channels = ChannelRegistry(
             self.store, self.metrics, log_level=settings.effective_log_level
         )
@@ -138,7 +139,7 @@ class Daemon:
             http=f"http://{settings.host}:{self._http.port}",
             socket=str(settings.socket_path),
             database=self.store.location,
-            schema_version=SCHEMA_VERSION,
+            schema_version=self.store.schema_version,
             channels=sorted(self.channels.names),
             paused=self.maintenance.paused,
             # Kept from `notifierctl stop` before the restart, until `notifierctl start`.

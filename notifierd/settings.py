@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from notifierd.errors import ConfigError
 from notifierd.paths import default_config, default_state_dir, socket_for
+from notifierd.store.base import DEFAULT_DEAD_AFTER
 from notifierd.store.factory import (
     DATABASE_NAME,
     StoreUrlError,
@@ -46,6 +47,13 @@ class Settings(BaseSettings):
         None,
         description="where the Store keeps the queue: sqlite:///ABSOLUTE/PATH or "
         "postgresql://USER@HOST/DATABASE; none: STATE_DIR/notifierd.db",
+    )
+    dead_after: float = Field(
+        DEFAULT_DEAD_AFTER,
+        ge=1.0,
+        le=3600.0,
+        description="seconds without a heartbeat after which a host sharing a PostgreSQL "
+        "store is declared dead and its deliveries handed to the others (1 to 3600)",
     )
     log_level: LogLevel = Field("info", description="the level of notifierd's own log")
     verbose: int = Field(

@@ -37,6 +37,8 @@ log = structlog.get_logger("notifierd.store")
 
 #: Called with a channel's name when new work for it may be due (`Store.on_wake`).
 WakeCallback = Callable[[str], None]
+#: Seconds without a heartbeat after which a host sharing the Store is declared dead.
+DEFAULT_DEAD_AFTER = 10.0
 
 
 def new_owner() -> str:
@@ -216,6 +218,11 @@ class Store(ABC):
     @abstractmethod
     def location(self) -> str:
         """Where the data is, for the log (a path; a URL without its password)."""
+
+    @property
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The version of the backend's schema this code writes (its own numbering)."""
 
     @abstractmethod
     def now(self) -> float:

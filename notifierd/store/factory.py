@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from notifierd.errors import ConfigError
-from notifierd.store.base import Store
+from notifierd.store.base import DEFAULT_DEAD_AFTER, Store
 
 DATABASE_NAME = "notifierd.db"
 _SQLITE = "sqlite"
@@ -90,14 +90,18 @@ def check_store_url(url: str) -> StoreUrl:
     return parsed
 
 
-def open_store(url: str, *, owner: str | None = None) -> Store:
+def open_store(
+    url: str, *, owner: str | None = None, dead_after: float = DEFAULT_DEAD_AFTER
+) -> Store:
     """The Store `url` names, its leases recorded under `owner` (default: a new node id).
-    Not connected yet: `async with open_store(url) as store:` opens it and closes it after
-    (or call `open()` and `close()`). Raises `StoreUrlError` for a URL it cannot use."""
+    A host sharing it that has not heart-beaten for `dead_after` seconds is declared dead
+    (ignored by a backend only one host uses). Not connected yet: `async with
+    open_store(url) as store:` opens it and closes it after (or call `open()` and `close()`).
+    Raises `StoreUrlError` for a URL it cannot use."""
     parsed = check_store_url(url)
     opener = _OPENERS[parsed.backend]
     assert opener is not None  # check_store_url refused the others
-    return opener(parsed, owner)
+    return opener(parsed, owner, dead_after)
 
 
 def url_without_password(url: str) -> str:
@@ -136,24 +140,24 @@ def _sqlite_path(url: str) -> Path:
     return Path("/" + path.lstrip("/"))
 
 
-def _open_sqlite(url: StoreUrl, owner: str | None) -> Store:
+def _open_sqlite(url: StoreUrl, owner: str | None, _dead_after: float) -> Store:
     from notifierd.store.sqlite.store import SqliteStore  # noqa: PLC0415 - only when used
 
     assert url.path is not None
     return SqliteStore(url.path, owner=owner)
 
 
-def _open_postgresql(url: StoreUrl, owner: str | None) -> Store:
+def _open_postgresql(url: StoreUrl, owner: str | None, dead_after: float) -> Store:
     from notifierd.store.postgres import DriverMissing, postgres_store  # noqa: PLC0415
 
     try:
-        return postgres_store(url.url, owner=owner)
+        return postgres_store(url.url, owner=owner, dead_after=dead_after)
     except DriverMissing as exc:
         raise StoreUrlError(f"the store URL {url.shown!r}: {exc}") from None
 
 
 #: What makes each backend's Store; None: reserved, not in this build yet.
-_OPENERS: dict[str, Callable[[StoreUrl, str | None], Store] | None] = {
+_OPENERS: dict[str, Callable[[StoreUrl, str | None, float], Store] | None] = {
     _SQLITE: _open_sqlite,
     _POSTGRESQL: _open_postgresql,
 }

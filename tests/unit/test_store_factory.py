@@ -22,7 +22,10 @@ from notifierd.store.factory import (
     parse_store_url,
     url_without_password,
 )
+from notifierd.store.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
+from notifierd.store.postgres.store import PostgresStore
 from notifierd.store.sqlite import SqliteStore
+from notifierd.store.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "channels.yaml"
 #: What the port must not load: the channel file's machinery, the parts that use the Store,
@@ -205,6 +208,35 @@ def test_a_bad_store_url_is_a_configuration_error(
     assert "setting store_url (--store-url or NOTIFIERD_STORE_URL)" in err
     assert says in err
     assert "hunter2" not in err
+
+
+def test_dead_after_reaches_the_store_through_open_store(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert Settings(state_dir=tmp_path).dead_after == 10.0
+    clean_env.setenv("NOTIFIERD_DEAD_AFTER", "2.5")
+    settings = Settings(state_dir=tmp_path, store_url="postgresql://u@h/db")
+    assert settings.dead_after == 2.5
+    store = open_store(settings.effective_store_url, dead_after=settings.dead_after)
+    assert isinstance(store, PostgresStore)
+    assert store._liveness.dead_after == 2.5
+    assert store.schema_version == POSTGRES_SCHEMA_VERSION
+    # SQLite has one host: the setting is accepted and changes nothing.
+    sqlite = open_store(default_store_url(tmp_path), dead_after=2.5)
+    assert sqlite.schema_version == SQLITE_SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "-3", "3601", "ten", "nan"])
+def test_a_bad_dead_after_is_a_configuration_error(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    argv = ["check-config", "--config", str(EXAMPLE)]
+    assert daemon_main(["--dead-after", value, *argv]) == EXIT_CONFIG
+    clean_env.setenv("NOTIFIERD_DEAD_AFTER", value)
+    assert daemon_main(argv) == EXIT_CONFIG
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("setting dead_after (--dead-after or NOTIFIERD_DEAD_AFTER)") == 2
 
 
 # -- the state dir's lock -------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from notifierd.store.base import DEFAULT_DEAD_AFTER
 from notifierd.store.postgres.driver import DriverMissing, require_driver
 
 if TYPE_CHECKING:
@@ -16,10 +17,12 @@ if TYPE_CHECKING:
 __all__ = ["DriverMissing", "postgres_store"]
 
 
-def postgres_store(url: str, *, owner: str | None = None) -> PostgresStore:
+def postgres_store(
+    url: str, *, owner: str | None = None, dead_after: float = DEFAULT_DEAD_AFTER
+) -> PostgresStore:
     """A PostgresStore for `url` (not opened yet). Raises DriverMissing, saying how to install
     it, when the driver is missing."""
     require_driver()
     from notifierd.store.postgres.store import PostgresStore  # noqa: PLC0415 - needs the driver
 
-    return PostgresStore(url, owner=owner)
+    return PostgresStore(url, owner=owner, dead_after=dead_after)

@@ -26,6 +26,7 @@ from notifierd.messages import Outcome
 from notifierd.retry import RetryPolicy
 from notifierd.states import OutcomeKind
 from notifierd.store.base import (
+    DEFAULT_DEAD_AFTER,
     KEEP,
     ChannelStateRecord,
     ClaimResult,
@@ -49,7 +50,7 @@ from notifierd.store.postgres.driver import connect, create_pool, require_driver
 from notifierd.store.postgres.failures import retrying
 from notifierd.store.postgres.intake import Intake
 from notifierd.store.postgres.liveness import Liveness
-from notifierd.store.postgres.schema import migrate
+from notifierd.store.postgres.schema import SCHEMA_VERSION, migrate
 from notifierd.store.postgres.wakeups import Wakeups
 
 log = structlog.get_logger("notifierd.store")
@@ -58,8 +59,6 @@ T = TypeVar("T")
 DEFAULT_POOL_SIZE = 10
 CLOSE_SECONDS = 5.0
 EXPIRE_BATCH = 5000
-#: Seconds without a heartbeat after which a host is declared dead (`--dead-after`).
-DEFAULT_DEAD_AFTER = 10.0
 
 EXPIRE = """
 WITH picked AS (
@@ -113,6 +112,10 @@ class PostgresStore(Store):
     @property
     def location(self) -> str:
         return url_without_password(self.url)
+
+    @property
+    def schema_version(self) -> int:
+        return SCHEMA_VERSION
 
     # -- life cycle -------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from notifierd.store.sqlite.guard import DatabaseGuard
 from notifierd.store.sqlite.jobs import list_jobs, requeue_each, requeue_rows
 from notifierd.store.sqlite.outcomes import apply_delivered, apply_outcome
 from notifierd.store.sqlite.rate_keys import LocalRateKeys
+from notifierd.store.sqlite.schema import SCHEMA_VERSION
 
 T = TypeVar("T")
 
@@ -78,6 +79,10 @@ class SqliteStore(Store):
     @property
     def location(self) -> str:
         return str(self.path)
+
+    @property
+    def schema_version(self) -> int:
+        return SCHEMA_VERSION
 
     def now(self) -> float:
         return time.time()
