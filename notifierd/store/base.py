@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -180,6 +180,22 @@ class RateKeyLease:
     epoch: int
     #: The pacing state the previous holder saved last (`renew_rate_key`), or None.
     checkpoint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A host using the Store (DESIGN §9), as `notifierctl nodes` and `status` show it:
+    when it started and how old its heartbeat is (the Store's clock), whether it drains
+    (`set_draining`) or leads (`lead`), the deliveries leased to it, and what it published
+    about itself (`publish`: its pid, its channels' states)."""
+
+    node_id: str
+    started_at: float
+    heartbeat_age: float
+    draining: bool
+    leader: bool
+    leases: int
+    runtime: dict[str, Any]
 
 
 class Store(ABC):
@@ -388,3 +404,32 @@ class Store(ABC):
     async def release_rate_key(self, key: str, epoch: int, checkpoint: str) -> None:
         """Let `key` go (saving `checkpoint`), so that another owner need not wait for the
         lease to run out. Does nothing if the key is not this Store's under `epoch`."""
+
+    # -- the hosts using the Store (DESIGN §9) ------------------------------------------------
+
+    @abstractmethod
+    async def nodes(self) -> list[NodeRecord]:
+        """The hosts using the Store now, this one included, oldest first. (SQLite: this
+        one, the state lock lets one daemon use a database.)"""
+
+    @abstractmethod
+    async def set_draining(self, draining: bool) -> None:
+        """While draining, `claim` leases nothing; what this host holds it still completes
+        (a rolling upgrade: drain, wait until it holds nothing, stop). Kept with the host's
+        node, as long as the process: a restarted host does not drain."""
+
+    @abstractmethod
+    async def publish(self, runtime: Mapping[str, Any]) -> None:
+        """What `nodes()` shows of this host (JSON values), replacing what it showed."""
+
+    @abstractmethod
+    async def lead(self, seconds: float) -> bool:
+        """Take or renew the housekeeping lease for `seconds` (the Store's clock); True while
+        this Store holds it, so that expiry, lease lapse and pruning run on one host at a
+        time. Another Store takes it once it ran out or its holder is gone (dead, closed).
+        SQLite: always True (one daemon per database)."""
+
+    def unreachable(self) -> str | None:
+        """Why the Store cannot be reached now (its database does not answer), or None:
+        what the backend saw last, read without I/O. SQLite, always at hand, keeps this."""
+        return None

@@ -32,6 +32,11 @@ class UrlBackend:
     def __init__(self, url: str) -> None:
         self.url = url
 
+    @property
+    def shared(self) -> bool:
+        """Whether several hosts may use the database at once (SQLite: one, the state lock)."""
+        return not self.url.startswith("sqlite:")
+
     def store(self, owner: str | None = None) -> Store:
         return open_store(self.url, owner=owner)
 

@@ -12,7 +12,8 @@ host that has not heard of the change yet still cannot deliver.
 
 A host leases only while its own heartbeat is fresh (younger than half of `dead_after`, on the
 database's clock): a host that was stopped, or cut off, long enough to be declared dead by
-others cannot take work it would then hold as a zombie (self-fencing, `nodes.py`).
+others cannot take work it would then hold as a zombie (self-fencing, `nodes.py`). A host
+that drains (its row says so) leases nothing either.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ WITH c AS MATERIALIZED (
        AND NOT EXISTS (SELECT 1 FROM flags WHERE name IN ($9, $10 || $1))
        AND NOT EXISTS (SELECT 1 FROM channel_state s
                         WHERE s.channel = $1 AND s.cooldown_until > $2)
-       AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $5
+       AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $5 AND NOT draining
                    AND heartbeat_at > now() - make_interval(secs => $8))
      ORDER BY due_at
      LIMIT $4

@@ -53,11 +53,15 @@ class Liveness:
         self.heartbeat_seconds = dead_after / 5
         self.reap_seconds = min(REAP_SECONDS, dead_after / 5)
         self.fence_deadline = 0.0
+        #: What the node's row says, kept here so that a new registration says it too.
+        self.runtime = "{}"
+        self.draining = False
         self._task: asyncio.Task[None] | None = None
         self._failing = False
 
     async def start(self) -> None:
-        await self._run("register in", lambda conn: nodes.register(conn, self._get_owner()))
+        self.runtime, self.draining = "{}", False  # a node starts afresh
+        await self._register(self._get_owner())
         self.fence_deadline = time.monotonic() + self.dead_after / 2
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -102,11 +106,16 @@ class Liveness:
             fresh = self._new_owner()
             log.warning("store.declared_dead", owner=owner, new_owner=fresh)
             self._set_owner(fresh)
-            await self._run("register in", lambda conn: nodes.register(conn, fresh))
+            await self._register(fresh)
             self.fence_deadline = time.monotonic() + self.dead_after / 2
             return
         self._clock.record(server, before, after)
         self.fence_deadline = before + self.dead_after / 2
+
+    async def _register(self, owner: str) -> None:
+        await self._run(
+            "register in", lambda conn: nodes.register(conn, owner, self.runtime, self.draining)
+        )
 
     async def reap(self) -> None:
         requeued = await self._run("reap dead hosts in", lambda c: nodes.reap(c, self.dead_after))

@@ -8,17 +8,29 @@ reaped before) go back too. Attempts stay counted: a message that kills hosts st
 A host whose heartbeat finds its row gone was declared dead: its leases are someone else's now
 (their late outcomes are ignored by the token fence); it registers again under a new node id.
 Lease expiry stays the backstop for a worker that hangs on a live host.
+
+The row also says whether the host drains (its claims lease nothing) and what it published
+about itself (`runtime`: its pid, its channels' states). The housekeeping runs on the holder
+of the leader lease, a row with an expiry on the database's clock (not a session's advisory
+lock, which a pooler in transaction mode would break): a host takes it when it is free, ran
+out, or its holder's node row is gone, and only while its own heartbeat is fresh.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from notifierd.store.base import NodeRecord
+
+#: The leader lease's name: the housekeeping.
+LEADER = "housekeeping"
 
 #: The database clock as the Store's times are: seconds since the epoch.
 DB_NOW = "extract(epoch FROM now())::float8"
 
 REGISTER = """
-INSERT INTO nodes (node_id, runtime) VALUES ($1, $2::jsonb)
+INSERT INTO nodes (node_id, runtime, draining) VALUES ($1, $2::jsonb, $3)
     ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = clock_timestamp()
 """
 
@@ -75,8 +87,57 @@ RETURNING d.channel
 """
 
 
-async def register(conn: Any, node_id: str, runtime: str = "{}") -> None:
-    await conn.execute(REGISTER, node_id, runtime)
+NODES = """
+SELECT n.node_id, extract(epoch FROM n.started_at)::float8,
+       greatest(0, extract(epoch FROM clock_timestamp() - n.heartbeat_at))::float8,
+       n.draining,
+       EXISTS (SELECT 1 FROM leader_lease l
+                WHERE l.name = $1 AND l.owner = n.node_id AND l.expires_at > now()),
+       (SELECT count(*) FROM deliveries d WHERE d.state = 'leased' AND d.lease_owner = n.node_id),
+       n.runtime::text
+  FROM nodes n
+ ORDER BY n.started_at, n.node_id
+"""
+
+SET_DRAINING = "UPDATE nodes SET draining = $2 WHERE node_id = $1"
+PUBLISH = "UPDATE nodes SET runtime = $2::jsonb WHERE node_id = $1"
+
+# $2 takes (or keeps) the lease for $3 seconds if its heartbeat is younger than $4 seconds.
+LEAD = """
+INSERT INTO leader_lease AS l (name, owner, expires_at)
+SELECT $1, $2, now() + make_interval(secs => $3)
+ WHERE EXISTS (SELECT 1 FROM nodes
+                WHERE node_id = $2 AND heartbeat_at > now() - make_interval(secs => $4))
+    ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+ WHERE l.owner = excluded.owner OR l.expires_at <= now()
+    OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = l.owner)
+RETURNING l.owner
+"""
+
+
+async def register(conn: Any, node_id: str, runtime: str = "{}", draining: bool = False) -> None:
+    await conn.execute(REGISTER, node_id, runtime, draining)
+
+
+async def list_nodes(conn: Any) -> list[NodeRecord]:
+    rows = await conn.fetch(NODES, LEADER)
+    return [
+        NodeRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
+        for row in rows
+    ]
+
+
+async def set_draining(conn: Any, node_id: str, draining: bool) -> None:
+    await conn.execute(SET_DRAINING, node_id, draining)
+
+
+async def publish(conn: Any, node_id: str, runtime: str) -> None:
+    await conn.execute(PUBLISH, node_id, runtime)
+
+
+async def lead(conn: Any, node_id: str, seconds: float, fresh_within: float) -> bool:
+    """Whether `node_id` holds the leader lease now, for `seconds` more."""
+    return await conn.fetchval(LEAD, LEADER, node_id, seconds, fresh_within) is not None
 
 
 async def heartbeat(conn: Any, node_id: str) -> float | None:

@@ -192,8 +192,20 @@ CREATE TABLE rate_keys (
 );
 """
 
+#: A host that drains claims nothing new (a rolling upgrade). The leader lease: one host at a
+#: time runs the housekeeping (expiry, lease lapse, pruning), the others take over once its
+#: lease ran out or its node row is gone (`nodes.py`).
+_CLUSTER = """
+ALTER TABLE nodes ADD COLUMN draining boolean NOT NULL DEFAULT false;
+CREATE TABLE leader_lease (
+    name text PRIMARY KEY,
+    owner text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"""
+
 #: Migration N (counting from 1) brings a database from version N - 1 to N. Append only.
-MIGRATIONS: tuple[str, ...] = (_BASELINE, _TALLY, _NODES, _RATE_KEYS)
+MIGRATIONS: tuple[str, ...] = (_BASELINE, _TALLY, _NODES, _RATE_KEYS, _CLUSTER)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _HISTORY = """

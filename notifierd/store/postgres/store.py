@@ -15,6 +15,7 @@ itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from notifierd.store.base import (
     Keep,
     Lapsed,
     NewJob,
+    NodeRecord,
     RateKeyLease,
     Retried,
     Store,
@@ -400,3 +402,27 @@ class PostgresStore(Store):
             "release a rate key in",
             lambda conn: rate_keys.release(conn, key, self.owner, epoch, checkpoint),
         )
+
+    # -- the hosts --------------------------------------------------------------------------
+
+    async def nodes(self) -> list[NodeRecord]:
+        return await self._run("read", nodes.list_nodes)
+
+    async def set_draining(self, draining: bool) -> None:
+        await self._run(
+            "set draining in", lambda conn: nodes.set_draining(conn, self.owner, draining)
+        )
+        self._liveness.draining = draining
+
+    async def publish(self, runtime: Mapping[str, Any]) -> None:
+        text = json.dumps(dict(runtime))
+        await self._run("publish to", lambda conn: nodes.publish(conn, self.owner, text))
+        self._liveness.runtime = text
+
+    async def lead(self, seconds: float) -> bool:
+        fresh_within = self._liveness.dead_after / 2
+
+        async def run(conn: Any) -> bool:
+            return await nodes.lead(conn, self.owner, seconds, fresh_within)
+
+        return await self._run("take the lead in", run)

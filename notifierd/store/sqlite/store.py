@@ -31,6 +31,7 @@ from notifierd.store.base import (
     Keep,
     Lapsed,
     NewJob,
+    NodeRecord,
     RateKeyLease,
     Retried,
     Store,
@@ -43,6 +44,7 @@ from notifierd.store.sqlite.connections import Reader
 from notifierd.store.sqlite.engine import GroupCommit
 from notifierd.store.sqlite.guard import DatabaseGuard
 from notifierd.store.sqlite.jobs import list_jobs, requeue_each, requeue_rows
+from notifierd.store.sqlite.node import SingleNode
 from notifierd.store.sqlite.outcomes import apply_delivered, apply_outcome
 from notifierd.store.sqlite.rate_keys import LocalRateKeys
 from notifierd.store.sqlite.schema import SCHEMA_VERSION
@@ -61,10 +63,12 @@ class SqliteStore(Store):
         self._reader = Reader(path)
         self._random = random.Random()
         self._rate_keys = LocalRateKeys()
+        self._node = SingleNode()
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
+        self._node = SingleNode()
         try:
             await self._engine.start()
             await self._reader.open()
@@ -131,6 +135,8 @@ class SqliteStore(Store):
         lease_seconds: float,
         exclude_recipients: Collection[str] = (),
     ) -> ClaimResult:
+        if self._node.draining:
+            return ClaimResult([], None)
         token = secrets.randbits(62)
         excluded = list(exclude_recipients)
         exclusion = f" AND recipient NOT IN ({','.join('?' * len(excluded))})" if excluded else ""
@@ -240,8 +246,7 @@ class SqliteStore(Store):
 
     async def counts(self, now: float) -> dict[str, StoreCounts]:
         """From memory (see `store.counts`): no scan of the deliveries."""
-        if not self._engine.is_open:
-            raise StoreError("the store is closed")
+        self._require_open()
         return self._engine.counts.snapshot(now)
 
     # -- the operator's view ----------------------------------------------------------------
@@ -335,6 +340,28 @@ class SqliteStore(Store):
 
     async def release_rate_key(self, key: str, epoch: int, checkpoint: str) -> None:
         self._rate_keys.release(key, epoch, checkpoint)
+
+    # -- the one host -----------------------------------------------------------------------
+
+    async def nodes(self) -> list[NodeRecord]:
+        counts = await self.counts(self.now())
+        return [self._node.record(self.owner, sum(c.in_flight for c in counts.values()))]
+
+    async def set_draining(self, draining: bool) -> None:
+        self._require_open()
+        self._node.draining = draining
+
+    async def publish(self, runtime: Mapping[str, Any]) -> None:
+        self._require_open()
+        self._node.publish(runtime)
+
+    async def lead(self, seconds: float) -> bool:
+        self._require_open()
+        return True
+
+    def _require_open(self) -> None:
+        if not self._engine.is_open:
+            raise StoreError("the store is closed")
 
 
 def _deliveries(
