@@ -4,6 +4,10 @@
   hung worker holds past their end are handed out again (DESIGN §2);
 - pruning: finished deliveries older than the retention leave the journal, a small batch at a
   time;
+
+  both only while this host holds the Store's housekeeping lease (`Store.lead`, renewed each
+  second), so that hosts sharing a Store do not do the same work N times, nor count each
+  expiry and lapse N times (DESIGN §9; SQLite: the one host always holds it);
 - switches: each second, whether the Store's flags changed under the daemon (another writer
   paused, resumed, stopped or started a channel) and if so the change is applied
   (`Maintenance.refresh`);
@@ -36,6 +40,9 @@ SWITCHES_SECONDS = 1.0  # how soon a switch set elsewhere is followed here
 PRUNE_BATCH = 1000
 PRUNE_PAUSE = 0.05  # between full batches: let the writer serve intake
 PRUNE_IDLE_SECONDS = 60.0
+#: How long a host holds the housekeeping lease without renewing it: how long the others wait
+#: when it dies without a word (one that stops, or is declared dead, lets it go at once).
+LEAD_SECONDS = 5.0
 
 
 class BackgroundTasks:
@@ -86,8 +93,26 @@ class Lapses(Protocol):
     def release(self, name: str, delivery_id: int) -> None: ...
 
 
+class Leadership:
+    """Whether this host runs the housekeeping now; the log says when that changes."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.leading = False
+
+    async def holds(self) -> bool:
+        """Take or renew the lease: True while this host holds it."""
+        leading = await self._store.lead(LEAD_SECONDS)
+        if leading != self.leading:
+            self.leading = leading
+            event = "housekeeping.leading" if leading else "housekeeping.left_to_another_host"
+            log.info(event, node_id=self._store.owner)
+        return leading
+
+
 class Housekeeping:
-    """Expiry, lease lapse and pruning over `store`; each loop is one background task."""
+    """Expiry, lease lapse and pruning over `store`, on the host that leads; each loop is one
+    background task."""
 
     def __init__(
         self,
@@ -102,13 +127,16 @@ class Housekeeping:
         self._metrics = metrics
         self._policies = policies
         self._retention = retention
+        self.leadership = Leadership(store)
 
     async def expire(self) -> None:
         """Expire what outlived its TTL, hand out again what a hung worker holds."""
         while True:
             await asyncio.sleep(EXPIRY_SECONDS)
-            now = self._store.now()
             try:
+                if not await self.leadership.holds():
+                    continue
+                now = self._store.now()
                 expired = await self._store.expire(now)
                 lapsed = await self._store.lapse_leases(now, self._policies)
             except StoreError as exc:
@@ -131,12 +159,13 @@ class Housekeeping:
         """Delete finished deliveries older than the retention, a small batch at a time so
         that intake never waits long behind it."""
         while True:
+            pruned = 0
             try:
-                before = self._store.now() - self._retention
-                pruned = await self._store.prune(before, PRUNE_BATCH)
+                if await self.leadership.holds():
+                    before = self._store.now() - self._retention
+                    pruned = await self._store.prune(before, PRUNE_BATCH)
             except StoreError as exc:
                 store_failed(exc)
-                pruned = 0
             if pruned:
                 log.debug("journal.pruned", deliveries=pruned)
             idle = min(PRUNE_IDLE_SECONDS, self._retention / 4)

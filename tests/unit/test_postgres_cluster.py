@@ -4,9 +4,17 @@ stale cannot take it, and a draining host that was declared dead registers again
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from notifierd.housekeeping import LEAD_SECONDS, Housekeeping
+from notifierd.metrics import Metrics
+from notifierd.store.base import NewJob
+from notifierd.store.postgres.store import PostgresStore
 from tests.unit.test_postgres_nodes import (
     DEAD_AFTER,
     LEASE,
+    POLICY,
     eventually,
     fill,
     opened,
@@ -83,3 +91,58 @@ async def test_a_draining_host_declared_dead_comes_back_draining(postgres_url: s
         [again] = [node for node in await b.nodes() if node.node_id == a.owner]
         assert (again.draining, again.runtime) == (True, {"pid": 1})
         assert (await a.claim("c", 10, a.now(), LEASE)).deliveries == []
+
+
+class NoLapses:
+    def release(self, name: str, delivery_id: int) -> None:
+        raise AssertionError("no lease lapses in this test")
+
+
+async def test_housekeeping_runs_on_one_host_and_moves_when_it_stops(postgres_url: str) -> None:
+    """Two hosts' expiry loops over one queue: only the leader expires, so each delivery is
+    counted once; once the leader stops, the other host expires what comes after."""
+    a_metrics, b_metrics = Metrics(["c"]), Metrics(["c"])
+    async with (
+        opened(postgres_url, "host-a:1:aaaa") as a,
+        opened(postgres_url, "host-b:2:bbbb") as b,
+    ):
+        keepers = {
+            name: Housekeeping(store, NoLapses(), metrics, {"c": POLICY}, retention=86400)
+            for name, store, metrics in (("a", a, a_metrics), ("b", b, b_metrics))
+        }
+        assert await a.lead(LEAD_SECONDS) is True  # A leads from the start
+        tasks = [asyncio.create_task(keeper.expire()) for keeper in keepers.values()]
+        try:
+            await short_lived(a, 5)
+
+            await eventually(expired_and_counted(a_metrics, 5), "5 expired by a")
+            assert expired_count(b_metrics) == 0
+            assert keepers["a"].leadership.leading and not keepers["b"].leadership.leading
+
+            tasks[0].cancel()
+            await a.close()  # a clean stop: its node row goes, and the lease with it
+            await short_lived(b, 3)
+            await eventually(expired_and_counted(b_metrics, 3), "3 more expired by b")
+            assert keepers["b"].leadership.leading
+            assert expired_count(a_metrics) == 5
+            assert (await b.counts(b.now()))["c"].expired == 8
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def short_lived(store: PostgresStore, number: int) -> None:
+    for index in range(number):
+        await store.add(NewJob("c", f"short {index}", [""], 0, 0.2), store.now())
+
+
+def expired_count(metrics: Metrics) -> int:
+    return metrics.channel("c").by_state["expired"]
+
+
+def expired_and_counted(metrics: Metrics, number: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return expired_count(metrics) == number
+
+    return check
