@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Mapping
+from typing import Any
 
 import structlog
 
@@ -28,6 +29,7 @@ from notifierd.housekeeping import BackgroundTasks, Housekeeping, follow_switche
 from notifierd.logs import LogFiles
 from notifierd.maintenance import Maintenance
 from notifierd.metrics import Metrics
+from notifierd.node import publish_runtime, runtime
 from notifierd.settings import Settings
 from notifierd.state_lock import StateLock
 from notifierd.store import Store, open_store
@@ -128,8 +130,12 @@ class Daemon:
         self._tasks.start("switches", follow_switches(self.maintenance))
         # Another host's Retry-After or refused credentials hold this host's sends back too.
         self._tasks.start("channel states", follow_switches(self.channels))
+        self._tasks.start("node", publish_runtime(self.store, self._runtime))
         if self._systemd.watchdog_seconds:
             self._tasks.start("watchdog", watchdog(self._systemd, self._systemd.watchdog_seconds))
+
+    def _runtime(self) -> dict[str, Any]:
+        return runtime(self.channels.states(self.maintenance))
 
     def _log_started(self, recovered: int) -> None:
         assert self._http is not None
@@ -139,6 +145,7 @@ class Daemon:
             http=f"http://{settings.host}:{self._http.port}",
             socket=str(settings.socket_path),
             database=self.store.location,
+            node_id=self.store.owner,
             schema_version=self.store.schema_version,
             channels=sorted(self.channels.names),
             paused=self.maintenance.paused,

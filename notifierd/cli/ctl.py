@@ -1,6 +1,7 @@
-"""`notifierctl`: pause, resume, start and stop channels, show status, inspect and retry jobs
-and their deliveries — over the daemon's control socket; and send a message or show a job over
-the HTTP API (`send`, `job`: `cli.remote`)."""
+"""`notifierctl`: pause, resume, start and stop channels, show status and the hosts sharing the
+queue, drain this host, inspect and retry jobs and their deliveries — over the daemon's
+control socket; and send a message or show a job over the HTTP API (`send`, `job`:
+`cli.remote`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ STATUS_COLUMNS = (
     "expired",
     "last_error",
 )
+#: `status`: one row per host using the Store.
+HOST_COLUMNS = ("node", "heartbeat", "pid", "draining", "leases", "channels")
+NODE_COLUMNS = ("node", "started", "heartbeat", "draining", "leader", "leases")
 JOB_COLUMNS = ("job_id", "channel", "created", "updated", "deliveries", "last_error")
 DELIVERY_COLUMNS = (
     "id",
@@ -54,8 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"notifierctl {__version__}")
     add_setting_flags(parser, ("socket", "state_dir"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    status = commands.add_parser("status", help="state and counts per channel")
+    status = commands.add_parser(
+        "status", help="state and counts per channel, and one row per host sharing the queue"
+    )
     status.add_argument("--json", action="store_true", help="print JSON")
+    nodes = commands.add_parser(
+        "nodes", help="the hosts sharing the queue: heartbeat, draining, leader, leases held"
+    )
+    nodes.add_argument("--json", action="store_true", help="print JSON")
+    commands.add_parser(
+        "drain", help="this host claims nothing new and finishes what it holds (upgrades)"
+    )
+    commands.add_parser("undrain", help="this host claims again")
     commands.add_parser("pause", help="maintenance: stop delivering, answer 503")
     commands.add_parser("resume", help="leave maintenance")
     stop = commands.add_parser(
@@ -132,6 +146,19 @@ def run(args: argparse.Namespace, socket_path: Path) -> int:
         else:
             print(f"maintenance: {'on (paused)' if result['paused'] else 'off'}")
             print(table(STATUS_COLUMNS, [_status_row(c) for c in result["channels"]]))
+            if "nodes" in result:  # a daemon older than the hosts' view has none
+                print(f"\nhosts: {len(result['nodes'])}")
+                print(table(HOST_COLUMNS, [_host_row(n) for n in result["nodes"]]))
+        return 0
+    if command == "nodes":
+        result = call(socket_path, "nodes")
+        if args.json:
+            print(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            print(table(NODE_COLUMNS, [_node_row(n) for n in result["nodes"]]))
+        return 0
+    if command in ("drain", "undrain"):
+        print(_drained_line(call(socket_path, command)))
         return 0
     if command in ("pause", "resume"):
         call(socket_path, command)
@@ -212,6 +239,49 @@ def _status_row(channel: dict[str, Any]) -> list[str]:
     row["pids"] = ",".join(str(pid) for pid in channel["pids"]) or "-"
     row["last_error"] = channel["last_error"] or ""
     return [str(row[column]) for column in STATUS_COLUMNS]
+
+
+def _node_name(node: dict[str, Any]) -> str:
+    return f"{node['node_id']} (this host)" if node["this_host"] else str(node["node_id"])
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _host_row(node: dict[str, Any]) -> list[str]:
+    runtime = node["runtime"]
+    states = runtime.get("channels", {})
+    return [
+        _node_name(node),
+        f"{node['heartbeat_age']:.1f} s ago",
+        str(runtime.get("pid", "?")),
+        _yes(node["draining"]),
+        str(node["leases"]),
+        ", ".join(f"{name} {state}" for name, state in sorted(states.items())) or "-",
+    ]
+
+
+def _node_row(node: dict[str, Any]) -> list[str]:
+    return [
+        _node_name(node),
+        iso(node["started_at"]),
+        f"{node['heartbeat_age']:.1f} s ago",
+        _yes(node["draining"]),
+        _yes(node["leader"]),
+        str(node["leases"]),
+    ]
+
+
+def _drained_line(result: dict[str, Any]) -> str:
+    node = result["node_id"]
+    if not result["draining"]:
+        return f"{node}: claims deliveries again"
+    held = "what it holds" if result["leases"] is None else f"the {result['leases']} it holds"
+    return (
+        f"{node}: draining: it claims no new deliveries and finishes {held}; stop it once "
+        "`notifierctl nodes` shows it holding none (0 leases), or `notifierctl undrain`"
+    )
 
 
 def _job_row(job: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ from collections.abc import Collection
 from dataclasses import asdict
 from typing import Annotated, Any, ClassVar, Self, TypeVar
 
+import structlog
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,8 +25,11 @@ from pydantic_core import ErrorDetails
 from notifierd.channels.registry import ChannelRegistry
 from notifierd.control.server import Command, CommandError
 from notifierd.maintenance import Maintenance
+from notifierd.node import node_rows, runtime
 from notifierd.states import RETRYABLE_STATES, DeliveryState
 from notifierd.store import Store, StoreCounts
+
+log = structlog.get_logger("notifierd")
 
 STATES = frozenset(state.value for state in DeliveryState)
 RETRYABLE = frozenset(state.value for state in RETRYABLE_STATES)
@@ -53,7 +57,7 @@ def _known_channel(name: str | None, info: ValidationInfo) -> str | None:
 
 
 class NoArguments(Arguments):
-    """`status`, `pause`, `resume`."""
+    """`status`, `pause`, `resume`, `nodes`, `drain`, `undrain`."""
 
 
 class ChannelArguments(Arguments):
@@ -169,6 +173,9 @@ class ControlCommands:
             "jobs": self.jobs,
             "deliveries": self.deliveries,
             "retry": self.retry,
+            "nodes": self.nodes,
+            "drain": self.drain,
+            "undrain": self.undrain,
         }
 
     def _parse(self, model: type[A], args: dict[str, Any]) -> A:
@@ -187,7 +194,34 @@ class ControlCommands:
             last_error = description.pop("last_error")
             channels.append({**description, **counted, "last_error": last_error})
         paused, stopping = maintenance.paused, maintenance.stopping
-        return {"paused": paused, "stopping": stopping, "channels": channels}
+        return {"paused": paused, "stopping": stopping, "channels": channels, **await self._hosts()}
+
+    async def _hosts(self) -> dict[str, Any]:
+        """This host's node id, and every host using the Store."""
+        mine = runtime(self._channels.states(self._maintenance))
+        nodes = node_rows(await self._store.nodes(), self._store.owner, mine)
+        return {"node_id": self._store.owner, "nodes": nodes}
+
+    async def nodes(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._parse(NoArguments, args)
+        return await self._hosts()
+
+    async def drain(self, args: dict[str, Any]) -> dict[str, Any]:
+        """This host claims nothing new; what it holds it finishes."""
+        self._parse(NoArguments, args)
+        await self._store.set_draining(True)
+        log.warning("node.draining", node_id=self._store.owner, until="notifierctl undrain")
+        nodes = (await self._hosts())["nodes"]
+        # None: this host's node is not listed (declared dead a moment ago, back soon).
+        leases = next((node["leases"] for node in nodes if node["this_host"]), None)
+        return {"node_id": self._store.owner, "draining": True, "leases": leases}
+
+    async def undrain(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._parse(NoArguments, args)
+        await self._store.set_draining(False)
+        log.warning("node.undrained", node_id=self._store.owner)
+        self._channels.wake_all()
+        return {"node_id": self._store.owner, "draining": False}
 
     async def pause(self, args: dict[str, Any]) -> dict[str, Any]:
         self._parse(NoArguments, args)

@@ -42,9 +42,35 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+NODES = [
+    {
+        "node_id": "web-1:101:aaaaaaaa",
+        "started_at": 1_700_000_000.0,
+        "heartbeat_age": 0.42,
+        "draining": False,
+        "leader": True,
+        "leases": 3,
+        "runtime": {"pid": 101, "version": "0.1.0", "channels": {"devnull": "running"}},
+        "this_host": True,
+    },
+    {
+        "node_id": "web-2:202:bbbbbbbb",
+        "started_at": 1_700_000_060.0,
+        "heartbeat_age": 1.5,
+        "draining": True,
+        "leader": False,
+        "leases": 0,
+        "runtime": {},
+        "this_host": False,
+    },
+]
+
+
 class Commands:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        #: Whether `status` shows the hosts (a daemon from before they existed does not).
+        self.hosts = True
 
     def table(self) -> dict[str, Command]:
         return {
@@ -53,6 +79,9 @@ class Commands:
             "crash": self.crash,
             "status": self.status,
             "pause": self.pause,
+            "nodes": self.nodes,
+            "drain": self.drain,
+            "undrain": self.undrain,
         }
 
     async def echo(self, args: dict[str, Any]) -> Any:
@@ -86,10 +115,20 @@ class Commands:
                     "last_error": None,
                 }
             ],
+            **({"node_id": NODES[0]["node_id"], "nodes": NODES} if self.hosts else {}),
         }
 
     async def pause(self, args: dict[str, Any]) -> Any:
         raise CommandError("the store is read-only")
+
+    async def nodes(self, args: dict[str, Any]) -> Any:
+        return {"node_id": NODES[0]["node_id"], "nodes": NODES}
+
+    async def drain(self, args: dict[str, Any]) -> Any:
+        return {"node_id": NODES[0]["node_id"], "draining": True, "leases": 3}
+
+    async def undrain(self, args: dict[str, Any]) -> Any:
+        return {"node_id": NODES[0]["node_id"], "draining": False}
 
 
 @pytest.fixture
@@ -336,6 +375,74 @@ async def test_ctl_status(
     row = next(line for line in out.splitlines() if line.startswith("devnull"))
     expected = ["devnull", "null", "running", "101,102", "3", "0", "1", "7", "0", "0", "0"]
     assert row.split() == expected
+
+
+async def test_ctl_status_shows_one_row_per_host(
+    clean_env: pytest.MonkeyPatch,
+    server: ControlServer,
+    socket_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = await asyncio.to_thread(ctl_main, ["--socket", str(socket_path), "status"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    hosts = out.split("\nhosts: 2\n")[1].splitlines()
+    assert hosts[0].split() == ["NODE", "HEARTBEAT", "PID", "DRAINING", "LEASES", "CHANNELS"]
+    assert hosts[1].split() == [
+        "web-1:101:aaaaaaaa", "(this", "host)", "0.4", "s", "ago", "101", "no", "3", "devnull",
+        "running",
+    ]  # fmt: skip
+    assert hosts[2].split() == ["web-2:202:bbbbbbbb", "1.5", "s", "ago", "?", "yes", "0", "-"]
+
+
+async def test_ctl_status_of_a_daemon_without_hosts(
+    clean_env: pytest.MonkeyPatch,
+    server: ControlServer,
+    commands: Commands,
+    socket_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    commands.hosts = False
+    code = await asyncio.to_thread(ctl_main, ["--socket", str(socket_path), "status"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert "devnull" in out and "hosts" not in out
+
+
+async def test_ctl_nodes(
+    clean_env: pytest.MonkeyPatch,
+    server: ControlServer,
+    socket_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = await asyncio.to_thread(ctl_main, ["--socket", str(socket_path), "nodes"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NODE", "STARTED", "HEARTBEAT", "DRAINING", "LEADER", "LEASES"]
+    started = "2023-11-14T22:13:20.000+00:00"
+    assert lines[1].split() == [
+        "web-1:101:aaaaaaaa", "(this", "host)", started, "0.4", "s", "ago", "no", "yes", "3",
+    ]  # fmt: skip
+    assert lines[2].split()[0] == "web-2:202:bbbbbbbb"
+    assert lines[2].split()[-3:] == ["yes", "no", "0"]
+    code = await asyncio.to_thread(ctl_main, ["--socket", str(socket_path), "nodes", "--json"])
+    assert json.loads(capsys.readouterr().out)["nodes"] == NODES
+
+
+async def test_ctl_drain_and_undrain(
+    clean_env: pytest.MonkeyPatch,
+    server: ControlServer,
+    socket_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = await asyncio.to_thread(ctl_main, ["--socket", str(socket_path), "drain"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert out.startswith("web-1:101:aaaaaaaa: draining: it claims no new deliveries")
+    assert "finishes the 3 it holds" in out and "notifierctl undrain" in out
+    code = await asyncio.to_thread(ctl_main, ["--socket", str(socket_path), "undrain"])
+    assert (code, capsys.readouterr().out) == (0, "web-1:101:aaaaaaaa: claims deliveries again\n")
 
 
 async def test_ctl_status_json(

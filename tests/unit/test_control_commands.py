@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from notifierd import __version__
 from notifierd.channels.registry import ChannelRegistry
 from notifierd.config import Channel
 from notifierd.control.commands import ControlCommands
@@ -15,6 +17,7 @@ from notifierd.control.server import CommandError
 from notifierd.maintenance import Maintenance
 from notifierd.messages import Outcome
 from notifierd.metrics import Metrics
+from notifierd.retry import RetryPolicy
 from notifierd.states import OutcomeKind
 from notifierd.store import NewJob
 from notifierd.store.sqlite import SqliteStore
@@ -71,6 +74,9 @@ async def refusal(commands: ControlCommands, command: str, args: dict[str, Any])
             "give ids, or a channel (and a state), not both",
         ),
         ("status", {"verbose": True}, "unknown argument 'verbose'"),
+        ("nodes", {"host": "a"}, "unknown argument 'host'"),
+        ("drain", {"node": "a"}, "unknown argument 'node'"),
+        ("undrain", {"all": True}, "unknown argument 'all'"),
         ("stop", {"channel": "devnull", "force": True}, "unknown argument 'force'"),
     ],
 )
@@ -92,6 +98,45 @@ async def test_status_of_the_paused_channels(commands: ControlCommands, store: S
         [],
         0,
     )
+
+
+async def test_status_and_nodes_show_this_host(
+    commands: ControlCommands, store: SqliteStore
+) -> None:
+    await store.add(NewJob("devnull", "held", [""], 0, 3600), NOW)
+    assert len((await store.claim("devnull", 10, NOW, 30)).deliveries) == 1
+    status = await commands.status({})
+    assert status["node_id"] == store.owner
+    [me] = status["nodes"]
+    assert (me["node_id"], me["this_host"], me["draining"], me["leader"], me["leases"]) == (
+        store.owner,
+        True,
+        False,
+        True,
+        1,
+    )
+    # This host's runtime is what it runs now, not the last it published.
+    assert me["runtime"] == {
+        "pid": os.getpid(),
+        "version": __version__,
+        "channels": {"devnull": "paused", "lower": "paused", "fanout": "paused"},
+    }
+    assert await commands.nodes({}) == {"node_id": store.owner, "nodes": status["nodes"]}
+
+
+async def test_drain_and_undrain(commands: ControlCommands, store: SqliteStore) -> None:
+    await store.add(NewJob("devnull", "one", [""], 0, 3600), NOW)
+    await store.add(NewJob("devnull", "two", [""], 0, 3600), NOW)
+    held = (await store.claim("devnull", 1, NOW, 30)).deliveries
+    drained = await commands.drain({})
+    assert drained == {"node_id": store.owner, "draining": True, "leases": 1}
+    assert (await commands.nodes({}))["nodes"][0]["draining"] is True
+    assert (await store.claim("devnull", 10, NOW, 30)).deliveries == []
+    outcome = Outcome(held[0].id, held[0].lease_token, OutcomeKind.DELIVERED)
+    assert await store.complete([outcome], RetryPolicy(), NOW) == ["delivered"]
+    assert await commands.undrain({}) == {"node_id": store.owner, "draining": False}
+    assert (await commands.status({}))["nodes"][0]["draining"] is False
+    assert len((await store.claim("devnull", 10, NOW, 30)).deliveries) == 1
 
 
 async def test_stop_and_start_while_paused(commands: ControlCommands, store: SqliteStore) -> None:
