@@ -39,6 +39,11 @@ class StoreUnusable(StoreError):
     The message says what was found and how to recover."""
 
 
+class StoreUnreachable(StoreError):
+    """The Store's database is known not to answer: the operation was not tried. The Store
+    said so in its log once, and tries to reach it again by itself."""
+
+
 class StorageLost(StoreError):
     """The database file was deleted or replaced under the running daemon: nothing written from
     then on would be kept, so nothing is written."""

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from notifierd.errors import StorageLost, StoreError
+from notifierd.errors import StorageLost, StoreError, StoreUnreachable
 from notifierd.metrics import Metrics
 from notifierd.retry import RetryPolicy
 from notifierd.states import DeliveryState
@@ -190,6 +190,6 @@ async def watchdog(notifier: Notifier, seconds: float) -> None:
 
 
 def store_failed(exc: StoreError) -> None:
-    if isinstance(exc, StorageLost):
-        return  # the Store said so once, with the way to recover; not again at every poll
+    if isinstance(exc, StorageLost | StoreUnreachable):
+        return  # the Store said so once (and how it recovers); not again at every poll
     log.error("store.failed", error=str(exc))

@@ -18,7 +18,7 @@ from notifierd.api.hooks import Validator, validate_alertmanager, validate_grafa
 from notifierd.api.idempotency import with_key
 from notifierd.api.validation import FieldError, SendRequest, control_string, validate_send
 from notifierd.config import Channel
-from notifierd.errors import IdempotencyKeyReused, StorageLost, StoreError
+from notifierd.errors import IdempotencyKeyReused, StorageLost, StoreError, StoreUnreachable
 
 log = structlog.get_logger("notifierd.api")
 
@@ -46,9 +46,12 @@ class Intake(Protocol):
         """The Prometheus exposition text."""
 
     def health(self) -> dict[str, Any]:
-        """What `GET /api/health` shows: answered even in maintenance."""
+        """What `GET /api/health` shows: answered even in maintenance; its status is
+        `NOT_READY`, with a `reason`, while the Store cannot be reached."""
 
 
+#: `GET /api/health`'s status while the Store cannot be reached (with a `reason`).
+NOT_READY = "not_ready"
 MAX_ID_DIGITS = 18
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ROUTING_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
@@ -142,7 +145,8 @@ async def store_job(intake: Intake, channel: Channel, send_request: SendRequest)
             " operator restores it (see the daemon's log); the message was not accepted",
         )
     except StoreError as exc:
-        log.error("send.store_failed", channel=channel.name, error=str(exc))
+        if not isinstance(exc, StoreUnreachable):  # said once by the Store, not per request
+            log.error("send.store_failed", channel=channel.name, error=str(exc))
         return error_response(
             500, "storage_error", "the message could not be stored; it was not accepted"
         )
@@ -188,8 +192,11 @@ async def openapi(request: web.Request) -> web.StreamResponse:
 
 
 async def health(request: web.Request) -> web.StreamResponse:
-    # 200 whenever the process serves: a liveness probe must not kill a paused instance.
-    return web.json_response(request.app[INTAKE].health(), dumps=_dumps)
+    # 200 whenever the process serves, paused too: a liveness probe must not kill a paused
+    # instance. 503 only while the Store cannot be reached: nothing can be accepted then.
+    body = request.app[INTAKE].health()
+    status = 503 if body["status"] == NOT_READY else 200
+    return web.json_response(body, status=status, dumps=_dumps)
 
 
 @web.middleware

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from notifierd import __version__
-from notifierd.api.app import build_app
+from notifierd.api.app import NOT_READY, build_app
 from notifierd.api.auth import protected_routes
 from notifierd.api.connections import ConnectionGuard, connection_limit, raise_descriptor_limit
 from notifierd.api.journal import job_as_json
@@ -59,12 +59,16 @@ class DaemonIntake:
     def health(self) -> dict[str, Any]:
         maintenance = self._maintenance
         status = "stopping" if maintenance.stopping else "paused" if maintenance.paused else "ok"
-        return {
-            "status": status,
+        unreachable = self._store.unreachable()
+        health = {
+            "status": NOT_READY if unreachable else status,
             "paused": maintenance.paused,
             "version": __version__,
             "channels": self._registry.states(maintenance),
         }
+        if unreachable:
+            health["reason"] = unreachable
+        return health
 
 
 def http_server(settings: Settings, intake: DaemonIntake, metrics: Metrics) -> HttpServer:

@@ -45,11 +45,22 @@ def is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError)
 
 
+def unreachable(exc: StoreError) -> bool:
+    """Whether the StoreError says the database could not be reached (not that it refused
+    the operation, nor that the statement ran out of time there)."""
+    cause = exc.__cause__
+    return isinstance(cause, CONNECTION_ERRORS) and not isinstance(
+        cause, asyncpg.QueryCanceledError
+    )
+
+
 def store_error(url: str, doing: str, exc: BaseException) -> StoreError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, TimeoutError):
         detail = "no answer in time"
-    return StoreError(f"could not {doing} the database {url_without_password(url)}: {detail}")
+    error = StoreError(f"could not {doing} the database {url_without_password(url)}: {detail}")
+    error.__cause__ = exc  # also when it is not raised here (intake hands it to each caller)
+    return error
 
 
 async def retrying(url: str, doing: str, operation: Callable[[], Awaitable[T]]) -> T:

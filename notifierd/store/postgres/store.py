@@ -8,13 +8,13 @@ by a coalesced NOTIFY after the commit (`wakeups.py`). Times are the database's 
 (`now()`, `clock.py`): callers pass `store.now()` wherever the interface takes a `now`.
 
 Any failure of the database (down, unreachable, restarted) is a StoreError naming its URL
-without the password; the pool opens new sessions once it is back, so the Store resumes by
-itself.
+without the password; while it does not answer, operations fail at once and a probe looks for
+it with backoff (`sessions.py`); the pool opens new sessions once it is back, so the Store
+resumes by itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -48,18 +48,17 @@ from notifierd.store.factory import url_without_password
 from notifierd.store.postgres import claims, journal, nodes, operator, rate_keys, switches, tally
 from notifierd.store.postgres import outcomes as outcome_sql
 from notifierd.store.postgres.clock import DatabaseClock
-from notifierd.store.postgres.driver import connect, create_pool, require_driver
-from notifierd.store.postgres.failures import retrying
+from notifierd.store.postgres.driver import connect, require_driver
 from notifierd.store.postgres.intake import Intake
 from notifierd.store.postgres.liveness import Liveness
 from notifierd.store.postgres.schema import SCHEMA_VERSION, migrate
+from notifierd.store.postgres.sessions import Sessions
 from notifierd.store.postgres.wakeups import Wakeups
 
 log = structlog.get_logger("notifierd.store")
 
 T = TypeVar("T")
 DEFAULT_POOL_SIZE = 10
-CLOSE_SECONDS = 5.0
 EXPIRE_BATCH = 5000
 
 EXPIRE = """
@@ -92,12 +91,11 @@ class PostgresStore(Store):
         require_driver()
         super().__init__(owner)
         self.url = url
-        self._pool_size = pool_size
-        self._pool: Any = None
+        self._sessions = Sessions(url, pool_size)
         self._clock = DatabaseClock()
         self._random = random.Random()
-        self._intake = Intake(url, self._acquire, self._committed)
-        self._wakeups = Wakeups(url, lambda: self.owner, self._acquire, self._wake)
+        self._intake = Intake(url, self._sessions.acquire, self._committed)
+        self._wakeups = Wakeups(url, lambda: self.owner, self._sessions.acquire, self._wake)
         self._liveness = Liveness(
             run=self._run,
             clock=self._clock,
@@ -128,32 +126,27 @@ class PostgresStore(Store):
             await self._clock.sync(conn)
         finally:
             await conn.close()
-        self._pool = await create_pool(self.url, self._pool_size)
+        await self._sessions.open()
         try:
             await self._liveness.start()
         except BaseException:
-            await self._close_pool()
+            await self._sessions.close()
             raise
         await self._wakeups.start()
 
     async def close(self) -> None:
         await self._intake.drain()
-        if self._pool is not None:
+        if self._sessions.is_open:
             await self._liveness.stop()
         await self._wakeups.stop()
-        await self._close_pool()
-
-    async def _close_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), CLOSE_SECONDS)
-            except TimeoutError:
-                pool.terminate()
+        await self._sessions.close()
 
     def now(self) -> float:
         """The database's clock (see `clock.py`)."""
         return self._clock.now()
+
+    def unreachable(self) -> str | None:
+        return self._sessions.unreachable()
 
     def fence_deadline(self) -> float:
         """The monotonic time until which this host may start a send (`liveness.py`)."""
@@ -161,11 +154,6 @@ class PostgresStore(Store):
 
     def _set_owner(self, owner: str) -> None:
         self.owner = owner
-
-    def _acquire(self) -> Any:
-        if self._pool is None:
-            raise StoreError("the store is closed")
-        return self._pool.acquire()
 
     def _committed(self, channels: set[str]) -> None:
         self._wakeups.committed(channels)
@@ -178,17 +166,8 @@ class PostgresStore(Store):
         transaction: bool = False,
         **options: Any,
     ) -> T:
-        """`operation(conn)` on a pooled session, in a transaction if asked; a deadlock or a
-        serialization failure is tried again, any other failure is a StoreError."""
-
-        async def run() -> T:
-            async with self._acquire() as conn:
-                if not transaction:
-                    return await operation(conn)
-                async with conn.transaction(**options):
-                    return await operation(conn)
-
-        return await retrying(self.url, doing, run)
+        """`operation(conn)` on a pooled session (`sessions.py`)."""
+        return await self._sessions.run(doing, operation, transaction=transaction, **options)
 
     # -- operations -------------------------------------------------------------------------
 
@@ -206,9 +185,9 @@ class PostgresStore(Store):
         return len(channels)
 
     async def add(self, job: NewJob, now: float) -> int:
-        if self._pool is None:
+        if not self._sessions.is_open:
             raise StoreError("the store is closed")
-        return await self._intake.add(job, now)
+        return await self._sessions.guarded(lambda: self._intake.add(job, now))
 
     async def claim(
         self,
