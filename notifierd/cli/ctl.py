@@ -37,7 +37,7 @@ STATUS_COLUMNS = (
 )
 #: `status`: one row per host using the Store.
 HOST_COLUMNS = ("node", "heartbeat", "pid", "draining", "leases", "channels")
-NODE_COLUMNS = ("node", "started", "heartbeat", "draining", "leader", "leases")
+NODE_COLUMNS = ("node", "version", "started", "heartbeat", "draining", "leader", "leases")
 JOB_COLUMNS = ("job_id", "channel", "created", "updated", "deliveries", "last_error")
 DELIVERY_COLUMNS = (
     "id",
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print JSON")
     nodes = commands.add_parser(
-        "nodes", help="the hosts sharing the queue: heartbeat, draining, leader, leases held"
+        "nodes", help="the hosts sharing the queue: version, heartbeat, draining, leader, leases"
     )
     nodes.add_argument("--json", action="store_true", help="print JSON")
     commands.add_parser(
@@ -265,6 +265,7 @@ def _host_row(node: dict[str, Any]) -> list[str]:
 def _node_row(node: dict[str, Any]) -> list[str]:
     return [
         _node_name(node),
+        str(node["runtime"].get("version", "?")),
         iso(node["started_at"]),
         f"{node['heartbeat_age']:.1f} s ago",
         _yes(node["draining"]),

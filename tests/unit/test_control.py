@@ -419,11 +419,15 @@ async def test_ctl_nodes(
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].split() == ["NODE", "STARTED", "HEARTBEAT", "DRAINING", "LEADER", "LEASES"]
+    assert lines[0].split() == [
+        "NODE", "VERSION", "STARTED", "HEARTBEAT", "DRAINING", "LEADER", "LEASES",
+    ]  # fmt: skip
     started = "2023-11-14T22:13:20.000+00:00"
     assert lines[1].split() == [
-        "web-1:101:aaaaaaaa", "(this", "host)", started, "0.4", "s", "ago", "no", "yes", "3",
+        "web-1:101:aaaaaaaa", "(this", "host)", "0.1.0", started, "0.4", "s", "ago", "no", "yes",
+        "3",
     ]  # fmt: skip
+    assert lines[2].split()[1] == "?"  # published nothing yet
     assert lines[2].split()[0] == "web-2:202:bbbbbbbb"
     assert lines[2].split()[-3:] == ["yes", "no", "0"]
     code = await asyncio.to_thread(ctl_main, ["--socket", str(socket_path), "nodes", "--json"])
