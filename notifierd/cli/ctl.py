@@ -36,7 +36,7 @@ STATUS_COLUMNS = (
     "last_error",
 )
 #: `status`: one row per host using the Store.
-HOST_COLUMNS = ("node", "heartbeat", "pid", "draining", "leases", "channels")
+HOST_COLUMNS = ("node", "heartbeat", "pid", "draining", "leases", "rate_keys", "channels")
 NODE_COLUMNS = ("node", "version", "started", "heartbeat", "draining", "leader", "leases")
 JOB_COLUMNS = ("job_id", "channel", "created", "updated", "deliveries", "last_error")
 DELIVERY_COLUMNS = (
@@ -258,6 +258,7 @@ def _host_row(node: dict[str, Any]) -> list[str]:
         str(runtime.get("pid", "?")),
         _yes(node["draining"]),
         str(node["leases"]),
+        ",".join(node.get("rate_keys", ())) or "-",
         ", ".join(f"{name} {state}" for name, state in sorted(states.items())) or "-",
     ]
 

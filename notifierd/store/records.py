@@ -129,8 +129,9 @@ class RateKeyLease:
 class NodeRecord:
     """A host using the Store (DESIGN §9), as `notifierctl nodes` and `status` show it:
     when it started and how old its heartbeat is (the Store's clock), whether it drains
-    (`set_draining`) or leads (`lead`), the deliveries leased to it, and what it published
-    about itself (`publish`: its pid, its channels' states)."""
+    (`set_draining`) or leads (`lead`), the deliveries leased to it, the rate keys it holds
+    (`acquire_rate_key`), and what it published about itself (`publish`: its pid, its
+    channels' states)."""
 
     node_id: str
     started_at: float
@@ -138,4 +139,5 @@ class NodeRecord:
     draining: bool
     leader: bool
     leases: int
+    rate_keys: list[str]
     runtime: dict[str, Any]

@@ -16,6 +16,9 @@ from typing import Any
 import requests
 
 from notifierd.store.postgres.schema import SCHEMA_VERSION
+from notifierd.workers.base import hashed_rate_key
+from tests.fakes.server import free_port
+from tests.fakes.telegram_api import TOKEN
 from tests.harness import Daemon, wait_for
 from tests.integration.conftest import DaemonFactory
 from tests.postgres import TempServer, create_database
@@ -244,3 +247,25 @@ def test_health_is_not_ready_while_postgresql_is_down_and_the_daemon_comes_back(
     assert len(daemon.events("store.unreachable")) == 1
     assert len(daemon.events("store.reachable")) == 1
     assert daemon.events("notifierd.task_died") == []
+
+
+def test_status_names_the_host_that_paces_a_rate_key(
+    postgres_url: str, make_daemon: DaemonFactory
+) -> None:
+    config = (
+        "channels:\n"
+        "  alerts:\n"
+        "    worker: telegram\n"
+        f"    params: {{token: '{TOKEN}', chat_id: 42, api_url: 'http://127.0.0.1:{free_port()}'}}\n"
+    )
+    a = make_daemon(config, name="a", extra_args=["--store-url", postgres_url]).start()
+    b = make_daemon(config, name="b", extra_args=["--store-url", postgres_url]).start()
+    key = hashed_rate_key("telegram", TOKEN)
+
+    def holders() -> list[str]:
+        return [n["node_id"] for n in ctl_json(b, "status")["nodes"] if n["rate_keys"] == [key]]
+
+    [holder] = wait_for(holders, what="one host holding the bot's key")
+    assert holder in (node_id(a), node_id(b))
+    assert TOKEN not in a.ctl("status").stdout
+    assert key in a.ctl("status").stdout

@@ -25,7 +25,7 @@ async def test_the_store_lists_itself_among_the_nodes(store: Store) -> None:
     me = by_id(await store.nodes())[OWNER]
     assert 0 <= me.heartbeat_age < 5
     assert abs(me.started_at - store.now()) < 60
-    assert (me.draining, me.leases, me.runtime) == (False, 0, {})
+    assert (me.draining, me.leases, me.rate_keys, me.runtime) == (False, 0, [], {})
 
 
 async def test_what_a_node_publishes_is_shown_and_replaced(store: Store) -> None:
@@ -43,6 +43,22 @@ async def test_leases_are_counted_per_node(store: Store) -> None:
     assert by_id(await store.nodes())[OWNER].leases == 2
     await store.complete([outcome(held[0], OutcomeKind.DELIVERED)], POLICY, T0 + 1)
     assert by_id(await store.nodes())[OWNER].leases == 1
+
+
+async def test_the_rate_keys_a_node_holds_are_listed(store: Store, backend: UrlBackend) -> None:
+    first = await store.acquire_rate_key("telegram:bbbb", LEASE)
+    second = await store.acquire_rate_key("telegram:aaaa", LEASE)
+    assert first is not None and second is not None
+    assert by_id(await store.nodes())[OWNER].rate_keys == ["telegram:aaaa", "telegram:bbbb"]
+    if backend.shared:
+        async with backend.store(OTHER) as other:
+            assert by_id(await other.nodes())[OWNER].rate_keys == [
+                "telegram:aaaa",
+                "telegram:bbbb",
+            ]
+            assert by_id(await other.nodes())[OTHER].rate_keys == []
+    await store.release_rate_key("telegram:bbbb", first.epoch, "{}")
+    assert by_id(await store.nodes())[OWNER].rate_keys == ["telegram:aaaa"]
 
 
 async def test_a_draining_node_leases_nothing_and_completes_what_it_holds(

@@ -50,6 +50,7 @@ NODES = [
         "draining": False,
         "leader": True,
         "leases": 3,
+        "rate_keys": ["telegram:0123abcd", "webhook:4567ef01"],
         "runtime": {"pid": 101, "version": "0.1.0", "channels": {"devnull": "running"}},
         "this_host": True,
     },
@@ -60,6 +61,7 @@ NODES = [
         "draining": True,
         "leader": False,
         "leases": 0,
+        "rate_keys": [],
         "runtime": {},
         "this_host": False,
     },
@@ -387,12 +389,16 @@ async def test_ctl_status_shows_one_row_per_host(
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
     hosts = out.split("\nhosts: 2\n")[1].splitlines()
-    assert hosts[0].split() == ["NODE", "HEARTBEAT", "PID", "DRAINING", "LEASES", "CHANNELS"]
-    assert hosts[1].split() == [
-        "web-1:101:aaaaaaaa", "(this", "host)", "0.4", "s", "ago", "101", "no", "3", "devnull",
-        "running",
+    assert hosts[0].split() == [
+        "NODE", "HEARTBEAT", "PID", "DRAINING", "LEASES", "RATE_KEYS", "CHANNELS",
     ]  # fmt: skip
-    assert hosts[2].split() == ["web-2:202:bbbbbbbb", "1.5", "s", "ago", "?", "yes", "0", "-"]
+    assert hosts[1].split() == [
+        "web-1:101:aaaaaaaa", "(this", "host)", "0.4", "s", "ago", "101", "no", "3",
+        "telegram:0123abcd,webhook:4567ef01", "devnull", "running",
+    ]  # fmt: skip
+    assert hosts[2].split() == [
+        "web-2:202:bbbbbbbb", "1.5", "s", "ago", "?", "yes", "0", "-", "-",
+    ]  # fmt: skip
 
 
 async def test_ctl_status_of_a_daemon_without_hosts(

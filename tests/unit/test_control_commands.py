@@ -115,6 +115,7 @@ async def test_status_and_nodes_show_this_host(
         True,
         1,
     )
+    assert me["rate_keys"] == []
     # This host's runtime is what it runs now, not the last it published.
     assert me["runtime"] == {
         "pid": os.getpid(),

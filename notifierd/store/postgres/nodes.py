@@ -94,6 +94,8 @@ SELECT n.node_id, extract(epoch FROM n.started_at)::float8,
        EXISTS (SELECT 1 FROM leader_lease l
                 WHERE l.name = $1 AND l.owner = n.node_id AND l.expires_at > now()),
        (SELECT count(*) FROM deliveries d WHERE d.state = 'leased' AND d.lease_owner = n.node_id),
+       ARRAY(SELECT r.key FROM rate_keys r
+              WHERE r.owner = n.node_id AND r.leased_until > now() ORDER BY r.key),
        n.runtime::text
   FROM nodes n
  ORDER BY n.started_at, n.node_id
@@ -122,7 +124,7 @@ async def register(conn: Any, node_id: str, runtime: str = "{}", draining: bool 
 async def list_nodes(conn: Any) -> list[NodeRecord]:
     rows = await conn.fetch(NODES, LEADER)
     return [
-        NodeRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
+        NodeRecord(row[0], row[1], row[2], row[3], row[4], row[5], list(row[6]), json.loads(row[7]))
         for row in rows
     ]
 

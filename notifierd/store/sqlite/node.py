@@ -23,8 +23,9 @@ class SingleNode:
         # would read back.
         self._runtime = json.loads(json.dumps(dict(runtime)))
 
-    def record(self, owner: str, leases: int) -> NodeRecord:
+    def record(self, owner: str, leases: int, rate_keys: list[str]) -> NodeRecord:
         # Its heartbeat is this answer; it leads, being the only one.
+        runtime = dict(self._runtime)
         return NodeRecord(
-            owner, self.started_at, 0.0, self.draining, True, leases, dict(self._runtime)
+            owner, self.started_at, 0.0, self.draining, True, leases, rate_keys, runtime
         )

@@ -26,6 +26,9 @@ class LocalRateKeys:
         self._keys[key] = (epoch, True, checkpoint)
         return True
 
+    def held(self) -> list[str]:
+        return sorted(key for key, (_, held, _) in self._keys.items() if held)
+
     def release(self, key: str, epoch: int, checkpoint: str) -> None:
         if self.renew(key, epoch, checkpoint):
             self._keys[key] = (epoch, False, checkpoint)

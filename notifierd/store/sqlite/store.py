@@ -345,7 +345,8 @@ class SqliteStore(Store):
 
     async def nodes(self) -> list[NodeRecord]:
         counts = await self.counts(self.now())
-        return [self._node.record(self.owner, sum(c.in_flight for c in counts.values()))]
+        leases = sum(c.in_flight for c in counts.values())
+        return [self._node.record(self.owner, leases, self._rate_keys.held())]
 
     async def set_draining(self, draining: bool) -> None:
         self._require_open()
