@@ -6,6 +6,7 @@ which may also ask for a client certificate).
     fake = FakeWebhook(token="s3cret")     # or login=("user", "password"), or neither
     fake.script(Raw(503, "busy"), Raw(429, "", headers={"Retry-After": "3"}))  # next answers
     fake.ok = Raw(200, '{"ok": true}', "application/json")   # the answer once accepted
+    fake.latency = 0.1      # every answer leaves 0.1 s after the request arrived (and recorded)
     fake.accepted   # the requests answered 2xx, as received
     fake.payloads   # the JSON bodies among them
     fake.requests   # every request, as received
@@ -47,6 +48,7 @@ class FakeWebhook(ThreadedServer):
         self.token = token
         self.login = login
         self.ok: Raw = OK
+        self.latency = 0.0
         self.requests: list[RecordedRequest] = []
         self.accepted: list[RecordedRequest] = []
         self.payloads: list[Any] = []
@@ -74,7 +76,7 @@ class FakeWebhook(ThreadedServer):
             self.accepted.append(recorded)
             if recorded.content_type == "application/json":
                 self.payloads.append(recorded.json())
-        return await answer(request, reply, delay, None, "webhook")
+        return await answer(request, reply, delay + self.latency, None, "webhook")
 
     def _authorized(self, authorization: str | None) -> bool:
         if self.token is not None:
