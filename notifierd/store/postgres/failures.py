@@ -24,6 +24,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.QueryCanceledError,
+    # The driver's own state of a session broken in the middle of an operation ("cannot
+    # switch to state ...; another operation is in progress"), seen while a server shuts down.
+    asyncpg.InternalClientError,
 )
 #: Errors PostgreSQL raises between concurrent transactions; trying again is the remedy.
 _CONFLICTS: tuple[type[BaseException], ...] = (

@@ -129,6 +129,11 @@ class Intake:
             results = [(False, error)] * len(batch)
         except StoreError as exc:
             results = [(False, exc)] * len(batch)
+        except Exception as exc:
+            # A bug, not the database: its callers get it (a 500 each) rather than an answer
+            # that never comes.
+            log.exception("store.intake_failed")
+            results = [(False, exc)] * len(batch)
         committed = {job.channel for (job, _), (ok, _) in zip(jobs, results, strict=True) if ok}
         for (_, _, future), (ok, value) in zip(batch, results, strict=True):
             if future.done():
