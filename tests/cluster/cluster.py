@@ -251,9 +251,10 @@ class Database:
         )
         return {row["id"] for row in rows}
 
-    def leased(self) -> int:
-        rows = self.fetch("SELECT count(*) FROM deliveries WHERE state = 'leased'")
-        return int(rows[0][0])
+    def leased(self) -> set[int]:
+        """Every delivery leased now, by any host."""
+        rows = self.fetch("SELECT id FROM deliveries WHERE state = 'leased'")
+        return {row["id"] for row in rows}
 
     def by_state(self) -> dict[str, int]:
         rows = self.fetch("SELECT state, count(*) FROM deliveries GROUP BY state")
