@@ -261,14 +261,15 @@ class Database:
         return {row[0]: int(row[1]) for row in rows}
 
     def undelivered(self, job_ids: Sequence[int]) -> dict[int, str]:
-        """Of `job_ids`, those with a delivery not (yet) delivered, or no delivery at all."""
+        """Of `job_ids`, those with a delivery not (yet) delivered (and its state), or with no
+        delivery at all ("missing")."""
         rows = self.fetch(
             "SELECT job_id, state FROM deliveries WHERE job_id = ANY($1::bigint[])",
             list(job_ids),
         )
-        states = {row["job_id"]: row["state"] for row in rows}
-        found = {job: state for job, state in states.items() if state != "delivered"}
-        found.update({job: "missing" for job in job_ids if job not in states})
+        found = {row["job_id"]: row["state"] for row in rows if row["state"] != "delivered"}
+        known = {row["job_id"] for row in rows}
+        found.update({job: "missing" for job in job_ids if job not in known})
         return found
 
     def undelivered_deliveries(self, ids: Collection[int]) -> dict[int, str]:
