@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from aiohttp import web
 
 from tests.fakes.webhook import FakeWebhook
 
@@ -32,6 +33,19 @@ class Endpoint(FakeWebhook):
     def __init__(self, seconds: float = 0.05) -> None:
         super().__init__()
         self.answer_after(seconds)
+        self._waiting: Counter[str] = Counter()
+
+    async def _receive(self, request: web.Request) -> web.StreamResponse:
+        host = request.headers.get(HOST_HEADER, "")
+        self._waiting[host] += 1
+        try:
+            return await super()._receive(request)
+        finally:
+            self._waiting[host] -= 1
+
+    def waiting(self, host: str) -> int:
+        """How many requests of `host` arrived and wait for their answer."""
+        return self._waiting[host]
 
     def answer_after(self, seconds: float) -> None:
         """Each request is recorded on arrival and answered 204 `seconds` later."""
