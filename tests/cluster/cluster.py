@@ -256,6 +256,15 @@ class Database:
         rows = self.fetch("SELECT id FROM deliveries WHERE state = 'leased'")
         return {row["id"] for row in rows}
 
+    def paused(self) -> tuple[bool, set[int]]:
+        """Whether the service is paused (the flag every claim checks), and what is leased, as
+        one snapshot."""
+        [row] = self.fetch(
+            "SELECT EXISTS (SELECT 1 FROM flags WHERE name = 'paused'),"
+            " ARRAY(SELECT id FROM deliveries WHERE state = 'leased')"
+        )
+        return bool(row[0]), set(row[1])
+
     def by_state(self) -> dict[str, int]:
         rows = self.fetch("SELECT state, count(*) FROM deliveries GROUP BY state")
         return {row[0]: int(row[1]) for row in rows}

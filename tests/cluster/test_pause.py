@@ -5,6 +5,8 @@ messages again and deliver everything."""
 
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
 from collections.abc import Callable
 
@@ -29,13 +31,10 @@ def test_pause_on_one_host_holds_every_host_and_resume_on_another_releases_them(
     load = Load(hosts, "hook", per_second=25).start()
     try:
         wait_for(lambda: len({s.host for s in endpoint.sends()}) == 3, what="all three deliver")
-        paused = hosts[0].ctl("pause")
-        assert paused.returncode == 0, paused.stderr
-        paused_at = time.monotonic()
-        # The flag is committed, and every claim checks it: nothing is leased from now on, so
-        # whatever reaches the remote from here was leased already.
-        leased = database.leased()
-        read_at = time.monotonic()
+        # From the moment the flag is committed every claim sees it: nothing is leased after,
+        # so whatever reaches the remote later was leased already - but for a claim that
+        # began before the commit and ends after it (hence a second look, a moment later).
+        paused_at, leased, read_at = _switch(hosts[0], "pause", database)
         for host in hosts:
             wait_for(_refusing(host), timeout=5, what=f"{Cluster.name(host)} answering 503")
         wait_for(lambda: not database.leased(), timeout=10, what="what was in hand finished")
@@ -52,9 +51,7 @@ def test_pause_on_one_host_holds_every_host_and_resume_on_another_releases_them(
             assert host.send("hook", "while paused").status_code == 503
 
         resuming_at = time.monotonic()
-        resumed = hosts[2].ctl("resume")
-        assert resumed.returncode == 0, resumed.stderr
-        resumed_at = time.monotonic()
+        resumed_at, _, _ = _switch(hosts[2], "resume", database)
         wait_for(lambda: endpoint.count() > sent, timeout=10, what="deliveries again")
         wait_for(
             lambda: all(_answered_after(load, h, resumed_at + FOLLOW_SECONDS) for h in hosts),
@@ -87,6 +84,30 @@ def _send(host: Daemon, message: str) -> int:
     response = host.send("hook", message)
     assert response.status_code == 204, response.text
     return int(response.headers["X-Job-Id"])
+
+
+def _switch(host: Daemon, verb: str, database: Database) -> tuple[float, set[int], float]:
+    """`notifierctl VERB` on `host`. Returns when the switch was seen committed (the ctl's own
+    start-up and exit are not the daemons' to answer for), what was leased then or a moment
+    later, and when that was read."""
+    wanted = verb == "pause"
+
+    def committed() -> tuple[bool, set[int]] | None:
+        snapshot = database.paused()
+        return snapshot if snapshot[0] == wanted else None
+
+    done: list[subprocess.CompletedProcess[str]] = []
+    ctl = threading.Thread(target=lambda: done.append(host.ctl(verb)))
+    ctl.start()
+    try:
+        seen = wait_for(committed, timeout=30, interval=0.005, what=f"{verb} committed")
+        seen_at = time.monotonic()
+        leased = seen[1] | database.leased()
+        read_at = time.monotonic()
+    finally:
+        ctl.join(30)
+    assert done and done[0].returncode == 0, done
+    return seen_at, leased, read_at
 
 
 def _refusing(host: Daemon) -> Callable[[], bool]:
