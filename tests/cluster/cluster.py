@@ -16,6 +16,7 @@ would: killing the parent alone would leave orphan workers that keep sending.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import os
 import signal
@@ -30,15 +31,16 @@ import asyncpg
 import requests
 
 from notifierd.settings import Settings
-from notifierd.store.postgres.store import DEFAULT_DEAD_AFTER
+from notifierd.store.postgres.store import PostgresStore
 from tests.harness import Daemon, short_socket_dir, wait_for, write_config
 from tests.postgres import run_sync
 
-#: The `dead_after` the cluster tests run with, where the daemon takes it as a setting; else
-#: the Store's default, which is then what the hosts use.
+#: The `dead_after` the cluster tests run with, where the daemon takes it as a setting
+#: (`--dead-after`); else the Store's default, which is then what the hosts use.
 SHORT_DEAD_AFTER = 3.0
 TAKES_DEAD_AFTER = "dead_after" in Settings.model_fields
-DEAD_AFTER = SHORT_DEAD_AFTER if TAKES_DEAD_AFTER else DEFAULT_DEAD_AFTER
+_STORE_DEFAULT = float(inspect.signature(PostgresStore).parameters["dead_after"].default)
+DEAD_AFTER = SHORT_DEAD_AFTER if TAKES_DEAD_AFTER else _STORE_DEFAULT
 
 
 class Cluster:
