@@ -24,7 +24,9 @@ class Delivery(NamedTuple):
     attempt: int
     #: Wall-clock time after which the delivery must not be attempted (its TTL).
     expires_at: float = float("inf")
-    #: Wall-clock time when the lease ends; an attempt started later would be a duplicate.
+    #: When the lease ends, on the Store's clock; an attempt started later could duplicate
+    #: another host's. As handed to a worker: sooner, when this host's hold on what it leased
+    #: ends first (`Store.fence_deadline`).
     leased_until: float = float("inf")
     #: Wall-clock time the job was accepted (for the accept-to-delivered latency).
     created_at: float = 0.0

@@ -125,6 +125,9 @@ class Dispatcher(Generic[H]):
                 return None if free is None else free - now
             limit = min(limit, slots)
         busy = self._rate.pacer.busy(now)
+        # On the Store's clock; read before the claim: a heartbeat that lands while the claim
+        # runs does not vouch for it.
+        fence = self._store.fence_deadline() - offset
         claimed = await self._store.claim(
             self._channel.name, limit, now, self._channel.lease, exclude_recipients=busy
         )
@@ -132,7 +135,7 @@ class Dispatcher(Generic[H]):
             # The key went to another host while the claim was awaited: send none of it.
             self._outcomes.give_back(claimed.deliveries)
             return None
-        handed = self._hand_out(claimed.deliveries, now, offset)
+        handed = self._hand_out(_fenced(claimed.deliveries, fence), now, offset)
         if handed == limit:
             return 0.0  # there may be more waiting
         return self._next_wake(claimed.next_due, now)
@@ -176,3 +179,10 @@ class Dispatcher(Generic[H]):
         if next_due is not None and next_due > now:
             candidates.append(next_due - now)
         return max(0.0, min(candidates)) if candidates else None
+
+
+def _fenced(deliveries: list[Delivery], fence: float) -> list[Delivery]:
+    """The deliveries with the lease's end as a worker must see it: past the Store's fence
+    (a shared Store's other hosts may then declare this one dead and hand its leases out
+    again), what it holds is no longer its own to start, however long the lease."""
+    return [d if d.leased_until <= fence else d._replace(leased_until=fence) for d in deliveries]

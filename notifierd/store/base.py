@@ -19,6 +19,7 @@ What every backend promises:
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import socket
@@ -146,6 +147,13 @@ class Store(ABC):
     @abstractmethod
     def now(self) -> float:
         """The Store's clock, in seconds since the epoch: the time every stored time is on."""
+
+    def fence_deadline(self) -> float:
+        """The `time.monotonic()` until which what this host leases is its own to start: past
+        it, the other hosts of a shared Store may have declared this one dead and handed its
+        leases out again (PostgreSQL: half of `dead_after` after its last heartbeat). One
+        host alone: never."""
+        return math.inf
 
     def on_wake(self, callback: WakeCallback) -> None:
         """Have `callback(channel)` called, on the event loop, when new work for `channel` may

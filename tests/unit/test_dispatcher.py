@@ -255,3 +255,31 @@ async def test_the_workers_deadlines_come_from_the_stores_clock(
     deadline = sent.leased_until + offset  # the worker's: time.monotonic()
     assert 0 < deadline - time.monotonic() <= parts.channel.lease
     assert deadline - time.monotonic() > parts.channel.lease - 5
+
+
+async def test_a_delivery_must_start_before_the_stores_fence(
+    parts: ChannelParts, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shared Store's host may be declared dead once its fence passes, its leases handed out
+    # again: what it holds must not start later, however long the lease.
+    fence = time.monotonic() + 2.0
+    monkeypatch.setattr(store, "fence_deadline", lambda: fence)
+    await parts.add()
+    [worker] = parts.start_workers()
+    await parts.dispatcher.dispatch_once()
+
+    [[sent]] = worker.batches
+    [offset] = worker.offsets
+    assert sent.leased_until + offset == pytest.approx(fence)
+
+
+async def test_a_fence_after_the_lease_changes_nothing(
+    parts: ChannelParts, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "fence_deadline", lambda: time.monotonic() + 10 * 86400)
+    await parts.add()
+    [worker] = parts.start_workers()
+    before = store.now()
+    await parts.dispatcher.dispatch_once()
+    [[sent]] = worker.batches
+    assert before + parts.channel.lease <= sent.leased_until <= store.now() + parts.channel.lease
