@@ -51,12 +51,6 @@ def channels(api_url: str) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 6 is not built: no rate-key dispatch lease - each host paces the bot"
-    " with a TokenBucket/RecipientPacer of its own (channels/rate_groups.py), so three hosts"
-    " send up to 3 x 30 messages a second and a chat can get one from two hosts within a second",
-)
 @pytest.mark.timeout(180)
 def test_two_channels_on_one_bot_keep_to_its_limits_across_three_hosts(
     postgres_url: str, make_cluster: ClusterFactory, telegram: FakeTelegramApi
